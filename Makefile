@@ -1,0 +1,36 @@
+# The README's two commands: `make experiment` and `make test`. Both bootstrap .venv first.
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(VENV)/bin
+WORKSPACE ?= workspace
+PYTEST_ARGS ?=
+
+.PHONY: setup experiment test test-fast lint format bench clean
+
+setup:
+	@bash .ci/bootstrap.sh
+
+## The main job on the embedded default (synthetic MiniVess, local MLflow/DVC/Prefect).
+experiment: setup
+	$(BIN)/minivess experiment --workspace $(WORKSPACE)
+
+## What CI runs: lint, then the whole suite (fast tier first, then the slow tier).
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/pytest -m "not slow" -q $(PYTEST_ARGS)
+	$(BIN)/pytest -m slow -q $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+test-fast: setup
+	$(BIN)/pytest -m "not slow" -q $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+bench: setup
+	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(WORKSPACE) .pytest_cache .ruff_cache

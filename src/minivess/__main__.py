@@ -1,0 +1,3 @@
+from minivess.cli import main
+
+main()

@@ -1,0 +1,46 @@
+"""The ``minivess`` command line. Each area lives in its own module and registers its commands.
+
+Importing this package must stay cheap: no torch, mlflow, sky or bentoml at import time.
+Command bodies import what they need.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from minivess.cli import data, flows, launch, planning, serving, training
+from minivess.errors import MinivessError
+
+app = typer.Typer(
+    name="minivess",
+    help="Profile 3D segmentation data, plan safe training settings, train, evaluate and serve.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(
+    help="The data engineer's tools: synthesise, profile, version.", no_args_is_help=True
+)
+app.add_typer(data_app, name="data")
+
+for _module in (data, planning, training, launch, serving, flows):
+    _module.register(app, data_app)
+
+
+def main() -> None:
+    """Console-script entry point: run the app, print project errors on one line."""
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(message)s", handlers=[RichHandler(show_path=False)]
+    )
+    try:
+        app()
+    except MinivessError as err:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(2)

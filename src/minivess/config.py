@@ -1,0 +1,138 @@
+"""One strict boundary where YAML becomes typed objects.
+
+Every config model derives from :class:`StrictModel` (unknown keys are rejected), and every
+file goes through :func:`load_yaml_model`, which turns pydantic's errors into one-line messages
+naming the file, the field path and a "did you mean ...?" hint.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from minivess.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+#: Environment variable that points at an alternative ``configs/`` directory.
+CONFIG_DIR_ENV = "MINIVESS_CONFIG_DIR"
+
+
+class StrictModel(BaseModel):
+    """Base for config objects: frozen, and unknown keys are an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def config_dir() -> Path:
+    """The ``configs/`` directory: ``$MINIVESS_CONFIG_DIR`` or the one shipped with the repo."""
+    env = os.environ.get(CONFIG_DIR_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "configs"
+
+
+def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Names of the fields allowed at ``loc`` (best effort, for hints)."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int) or not (
+            isinstance(current, type) and issubclass(current, BaseModel)
+        ):
+            continue
+        field = current.model_fields.get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        current = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+        if current is None:
+            return []
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def format_validation_error(
+    err: ValidationError, model: type[BaseModel], origin: str
+) -> ConfigError:
+    """Turn a pydantic error into a one-line-per-problem :class:`ConfigError`."""
+    lines = []
+    for item in err.errors():
+        loc = tuple(item.get("loc", ()))
+        path = ".".join(str(p) for p in loc) or "<root>"
+        if item.get("type") == "extra_forbidden":
+            allowed = _field_names(model, loc)
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            allowed_txt = f" Allowed: {', '.join(sorted(allowed))}." if allowed else ""
+            lines.append(f"{origin}: unknown field '{path}'.{hint}{allowed_txt}")
+        else:
+            lines.append(f"{origin}: field '{path}': {item.get('msg')}")
+    return ConfigError("\n".join(lines))
+
+
+def parse_model(model: type[M], data: Any, origin: str) -> M:
+    """Validate ``data`` against ``model``; raise :class:`ConfigError` naming ``origin``."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise format_validation_error(err, model, origin) from None
+
+
+def read_yaml(path: Path) -> Any:
+    """Read a YAML file, with a clear error when it is missing or malformed."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found.")
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err}).") from None
+
+
+def load_yaml_model(model: type[M], path: Path) -> M:
+    """Load ``path`` as YAML and validate it against ``model``."""
+    return parse_model(model, read_yaml(path), str(path))
+
+
+def parse_set_overrides(items: list[str] | None) -> dict[str, Any]:
+    """Parse ``--set key=value`` items into a nested dict; values are YAML scalars/lists.
+
+    Examples:
+        >>> parse_set_overrides(["patch_size=[64,64,4]", "training.epochs=3"])
+        {'patch_size': [64, 64, 4], 'training': {'epochs': 3}}
+    """
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set '{item}': expected key=value, e.g. --set batch_size=2.")
+        value = yaml.safe_load(raw) if raw.strip() else None
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Recursively merge ``extra`` into a copy of ``base`` (``extra`` wins)."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,41 @@
+"""Named keys used across the pipeline. No bare ``"image"`` / ``"label"`` strings elsewhere."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Keys(StrEnum):
+    """Dictionary keys of a data item flowing through MONAI transforms."""
+
+    IMAGE = "image"
+    LABEL = "label"
+    NAME = "name"
+    PRED = "pred"
+
+
+class Source(StrEnum):
+    """Where a planned value came from."""
+
+    AUTO = "auto"
+    OVERRIDE = "override"
+
+
+class Tier(StrEnum):
+    """Compute tiers of the seed's table (§2, Phase A)."""
+
+    CPU = "cpu"
+    GPU_LOW = "gpu_low"
+    GPU_HIGH = "gpu_high"
+    DGX_SPARK = "dgx_spark"
+    CLOUD_SINGLE = "cloud_single"
+    CLOUD_MULTI = "cloud_multi"
+
+
+class Environment(StrEnum):
+    """Where the process runs."""
+
+    LOCAL = "local"
+    DOCKER = "docker"
+    CLOUD = "cloud"
+    CI = "ci"

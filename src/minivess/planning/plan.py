@@ -1,0 +1,96 @@
+"""The training plan: a frozen, versioned artifact where every value carries its decision.
+
+The planner (:mod:`minivess.planning.planner`) writes it; training, launch and serving read it
+through this typed view. ``plan.json`` is ``TrainingPlan.model_dump_json()``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from minivess.data.schema import Shape3
+from minivess.keys import Source, Tier
+
+#: Version of the plan schema, bumped on breaking changes.
+PLAN_SCHEMA_VERSION = 1
+
+
+class Decision(BaseModel):
+    """One automatic or overridden choice: ``{name, value, reason, source}``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    value: Any
+    reason: str
+    source: Source = Source.AUTO
+
+
+class TrainingPlan(BaseModel):
+    """Everything a training run needs to know about shapes, memory and hardware.
+
+    ``patch_size`` and ``sw_roi`` are (x, y, z) voxels. ``strides`` has one (x, y, z) entry per
+    network level, the first being the input convolution's stride (1, 1, 1); the product of all
+    strides per axis is that axis' divisibility requirement.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    schema_version: int = PLAN_SCHEMA_VERSION
+    model: str = Field(description="model profile name, e.g. 'dynunet'")
+    tier: Tier
+    patch_size: Shape3
+    batch_size: int
+    cache_rate: float
+    num_workers: int
+    amp: bool
+    grad_accum_steps: int = 1
+    sw_roi: Shape3
+    sw_overlap: float
+    strides: list[Shape3]
+    kernel_sizes: list[Shape3]
+    padded_volumes: list[str] = Field(default_factory=list)
+    accelerators: list[str] = Field(default_factory=list)
+    vram_estimate_mb: float = 0.0
+    dataset_hash: str = ""
+    decisions: list[Decision] = Field(default_factory=list)
+
+    @property
+    def divisors(self) -> Shape3:
+        """Per-axis product of the strides: every patch axis must be a multiple of it."""
+        out = [1, 1, 1]
+        for stride in self.strides:
+            for axis in range(3):
+                out[axis] *= stride[axis]
+        return (out[0], out[1], out[2])
+
+    @property
+    def plan_hash(self) -> str:
+        """Content hash of the plan (decisions excluded), stable across runs."""
+        payload = self.model_dump(mode="json", exclude={"decisions"})
+        blob = json.dumps(payload, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def decision(self, name: str) -> Decision:
+        """The decision called ``name``."""
+        for d in self.decisions:
+            if d.name == name:
+                return d
+        raise KeyError(f"no decision named {name!r} in the plan")
+
+    def save(self, path: Path) -> Path:
+        """Write the plan as JSON and return the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.model_dump_json(indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> TrainingPlan:
+        """Read a plan written by :meth:`save`."""
+        return cls.model_validate_json(Path(path).read_text())

@@ -1,0 +1,60 @@
+"""The MLflow contract between flows: experiment names, tag names and artifact paths.
+
+Producers and consumers import these constants; no tag or experiment string is spelled anywhere
+else. A consumer finds its upstream with :func:`minivess.tracking.mlflow_adapter.find_upstream`
+(``MlflowClient.search_runs`` by tag), never by walking folders.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Flow(StrEnum):
+    """Value of the :attr:`Tag.FLOW` tag: which persona flow wrote the run."""
+
+    DATA = "data"
+    TRAIN = "train"
+    ANALYSIS = "analysis"
+    DEPLOY = "deploy"
+
+
+class Tag(StrEnum):
+    """Tags every minivess MLflow run carries (``SKYPILOT_TASK_ID`` only on cloud runs)."""
+
+    FLOW = "minivess.flow"
+    DATASET_HASH = "minivess.dataset_hash"
+    UPSTREAM_RUN_ID = "minivess.upstream_run_id"
+    PLAN_HASH = "minivess.plan_hash"
+    TARGET = "minivess.target"
+    SKYPILOT_TASK_ID = "minivess.skypilot_task_id"
+    MODEL = "minivess.model"
+    LOSS = "minivess.loss"
+    FOLD = "minivess.fold"
+    STATUS = "minivess.status"
+
+
+#: Experiment name per flow.
+EXPERIMENTS: dict[Flow, str] = {
+    Flow.DATA: "minivess-data",
+    Flow.TRAIN: "minivess-train",
+    Flow.ANALYSIS: "minivess-analysis",
+    Flow.DEPLOY: "minivess-deploy",
+}
+
+
+class Artifact(StrEnum):
+    """Artifact paths inside a run."""
+
+    PROFILE_JSON = "profile/dataset_profile.json"
+    QC_REPORT = "profile/qc_report.html"
+    QC_FIGURES = "profile/figures"
+    PLAN_JSON = "plan/plan.json"
+    DECISIONS = "plan/decisions.md"
+    CHECKPOINTS = "checkpoints"
+    SUMMARY_JSON = "train/summary.json"
+    COMPARISON = "analysis"
+
+
+#: Name of the registered model in the MLflow Model Registry.
+REGISTERED_MODEL = "minivess-segmenter"
