@@ -1,0 +1,246 @@
+"""The MLflow side of the contract: open tagged runs, find upstream runs, register models.
+
+Consumers find their upstream with :func:`find_upstream` (``MlflowClient.search_runs`` by tag) and
+fail loudly with :class:`~minivess.errors.ContractError` when it is missing; nothing here walks
+folders. This module and :mod:`minivess.tracking.mlflow_tracker` are the only importers of mlflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from minivess.errors import ContractError, MinivessError
+from minivess.settings import Settings
+from minivess.tracking.contract import EXPERIMENTS, REGISTERED_MODEL, Flow, Tag
+from minivess.tracking.storage import check_bucket, mlflow_s3_env
+
+log = logging.getLogger(__name__)
+
+#: Attempts when probing a tracking server at start-up.
+SERVER_PROBE_ATTEMPTS = 3
+#: Value of :attr:`Tag.STATUS` on a registered version whose artifacts were verified.
+STATUS_COMPLETE = "complete"
+#: Value of :attr:`Tag.STATUS` once the deploy flow served the version.
+STATUS_DEPLOYED = "deployed"
+
+
+class TrackingUnavailableError(MinivessError):
+    """The MLflow tracking server does not answer."""
+
+
+def check_tracking_server(uri: str, attempts: int = SERVER_PROBE_ATTEMPTS) -> None:
+    """Probe an ``http(s)://`` tracking server's ``/health``; local URIs need no probe.
+
+    Raises:
+        TrackingUnavailableError: naming the URI, after ``attempts`` tries.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    last = ""
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=3) as resp:
+                if resp.status == 200:
+                    return
+                last = f"HTTP {resp.status}"
+        except (urllib.error.URLError, OSError) as err:
+            last = str(getattr(err, "reason", err))
+        if attempt + 1 < attempts:
+            time.sleep(0.5 * 2**attempt)
+    raise TrackingUnavailableError(
+        f"MLflow tracking server {uri} is not answering ({last}); start it with "
+        f"`minivess stack up` or fix MLFLOW_TRACKING_URI / mlflow.tracking_uri in storage.yaml."
+    )
+
+
+def connect(settings: Settings) -> Any:
+    """Point mlflow at the settings' tracking URI after checking the stores; returns a client.
+
+    Raises:
+        TrackingUnavailableError / StorageUnavailableError: before any work starts.
+    """
+    import mlflow
+
+    check_tracking_server(settings.tracking_uri)
+    check_bucket(settings.storage.s3)
+    os.environ.update(mlflow_s3_env(settings.storage.s3))
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    return mlflow.MlflowClient(settings.tracking_uri)
+
+
+def experiment_id(client: Any, flow: Flow, settings: Settings) -> str:
+    """Id of the flow's experiment, created (with the settings' artifact root) if missing."""
+    name = EXPERIMENTS[flow]
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    return client.create_experiment(name, artifact_location=settings.artifact_location)
+
+
+@contextlib.contextmanager
+def flow_run(
+    client: Any,
+    settings: Settings,
+    flow: Flow,
+    *,
+    tags: dict[str, str] | None = None,
+    run_name: str | None = None,
+    run_id: str | None = None,
+) -> Iterator[Any]:
+    """Start (or resume, with ``run_id``) a run in the flow's experiment, tagged per contract.
+
+    The run ends FAILED if the body raises, so a half-done run is never mistaken for a result.
+    """
+    import mlflow
+
+    all_tags = {Tag.FLOW.value: flow.value, **{str(k): str(v) for k, v in (tags or {}).items()}}
+    exp = experiment_id(client, flow, settings)
+    with mlflow.start_run(
+        run_id=run_id, experiment_id=None if run_id else exp, run_name=run_name, tags=all_tags
+    ) as run:
+        if run_id:
+            mlflow.set_tags(all_tags)
+        yield run
+
+
+def _filter(flow: Flow, tags: dict[str, str] | None) -> str:
+    clauses = [f"tags.`{Tag.FLOW.value}` = '{flow.value}'", "attributes.status = 'FINISHED'"]
+    for key, value in (tags or {}).items():
+        clauses.append(f"tags.`{key}` = '{value}'")
+    return " and ".join(clauses)
+
+
+def find_runs(
+    client: Any, flow: Flow, *, tags: dict[str, str] | None = None, finished_only: bool = True
+) -> list[Any]:
+    """All runs of ``flow`` matching ``tags``, newest first."""
+    exp = client.get_experiment_by_name(EXPERIMENTS[flow])
+    if exp is None:
+        return []
+    query = _filter(flow, tags)
+    if not finished_only:
+        query = query.replace(" and attributes.status = 'FINISHED'", "")
+    return list(
+        client.search_runs(
+            [exp.experiment_id], filter_string=query, order_by=["attributes.start_time DESC"]
+        )
+    )
+
+
+def find_upstream(client: Any, flow: Flow, *, tags: dict[str, str] | None = None) -> Any:
+    """The newest finished run of ``flow`` matching ``tags``.
+
+    Raises:
+        ContractError: no such run; the message names the experiment, the filter and the fix.
+    """
+    runs = find_runs(client, flow, tags=tags)
+    if not runs:
+        raise ContractError(
+            f"no finished '{flow.value}' run in MLflow experiment '{EXPERIMENTS[flow]}' "
+            f"matching {tags or {}} at {client.tracking_uri}; run the {flow.value} flow first "
+            f"(e.g. `minivess flows run {flow.value}`)."
+        )
+    return runs[0]
+
+
+def find_run_by_tag(client: Any, flow: Flow, key: str, value: str) -> Any | None:
+    """The newest run of ``flow`` (any status) with tag ``key=value``, e.g. a SkyPilot task id."""
+    runs = find_runs(client, flow, tags={key: value}, finished_only=False)
+    return runs[0] if runs else None
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """A model version in the registry."""
+
+    name: str
+    version: str
+    source: str
+    run_id: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def register_model(
+    client: Any,
+    run_id: str,
+    artifact_path: str,
+    *,
+    expected_files: list[str],
+    name: str = REGISTERED_MODEL,
+    metrics: dict[str, float] | None = None,
+    tags: dict[str, str] | None = None,
+) -> RegisteredVersion:
+    """Register ``runs:/<run_id>/<artifact_path>`` once every expected file is stored.
+
+    Verifying first means nothing half-written is ever registered.
+
+    Raises:
+        ContractError: an expected artifact is missing from the run.
+    """
+    from mlflow.exceptions import MlflowException
+
+    stored = {f.path for f in client.list_artifacts(run_id, artifact_path)}
+    missing = [f for f in expected_files if f"{artifact_path}/{f}" not in stored]
+    if missing:
+        raise ContractError(
+            f"refusing to register run {run_id}: artifacts {missing} missing under "
+            f"'{artifact_path}' (upload incomplete?)."
+        )
+    with contextlib.suppress(MlflowException):
+        client.create_registered_model(name)
+    version_tags = {Tag.STATUS.value: STATUS_COMPLETE, **(tags or {})}
+    for key, value in (metrics or {}).items():
+        version_tags[f"metric.{key}"] = f"{value:.6g}"
+    source = f"runs:/{run_id}/{artifact_path}"
+    mv = client.create_model_version(name, source=source, run_id=run_id, tags=version_tags)
+    return RegisteredVersion(name=name, version=str(mv.version), source=source, run_id=run_id)
+
+
+def latest_version(client: Any, name: str = REGISTERED_MODEL) -> RegisteredVersion:
+    """The newest complete version of the registered model.
+
+    Raises:
+        ContractError: nothing registered yet.
+    """
+    versions = [
+        v
+        for v in client.search_model_versions(f"name = '{name}'")
+        if v.tags.get(Tag.STATUS.value) in (STATUS_COMPLETE, STATUS_DEPLOYED)
+    ]
+    if not versions:
+        raise ContractError(
+            f"no complete version of registered model '{name}' at {client.tracking_uri}; "
+            f"run the analysis flow first (`minivess flows run analysis`)."
+        )
+    v = max(versions, key=lambda mv: int(mv.version))
+    return RegisteredVersion(name=name, version=str(v.version), source=v.source, run_id=v.run_id)
+
+
+def download_version(client: Any, version: RegisteredVersion, dst: Path) -> Path:
+    """Download a version's files into ``dst`` and return that directory."""
+    import mlflow
+
+    dst.mkdir(parents=True, exist_ok=True)
+    path = mlflow.artifacts.download_artifacts(
+        artifact_uri=version.source, dst_path=str(dst), tracking_uri=client.tracking_uri
+    )
+    return Path(path)
+
+
+def mark_deployed(client: Any, version: RegisteredVersion, endpoint: str) -> None:
+    """Tag a model version as deployed at ``endpoint``."""
+    client.set_model_version_tag(version.name, version.version, Tag.STATUS.value, STATUS_DEPLOYED)
+    client.set_model_version_tag(version.name, version.version, "endpoint", endpoint)
