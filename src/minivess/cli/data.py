@@ -1,9 +1,36 @@
-"""CLI commands of this area (registered by :mod:`minivess.cli`)."""
+"""CLI commands of this area (registered by :mod:`minivess.cli`): ``data synth``, ``data profile``.
+
+Command bodies parse, make one library call and print; heavy imports stay inside them.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
+def synth(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write raw/, seg/ and json/ into.")],
+    n_volumes: Annotated[
+        int | None, typer.Option(help="Number of volumes (default: 6 small, 70 full).", min=1)
+    ] = None,
+    scale: Annotated[
+        str, typer.Option(help="small (default: quick demo) or full (70 × 512×512×Z).")
+    ] = "small",
+    seed: Annotated[int, typer.Option(help="Dataset seed; the same seed gives the same data.")] = 0,
+) -> None:
+    """Write a deterministic MiniVess-like dataset (the embedded default) to OUT_DIR."""
+    from minivess.data.synth import synthesize
+    from minivess.errors import DataError
+
+    if scale not in ("small", "full"):
+        raise DataError(f"--scale {scale!r}: use 'small' or 'full'.")
+    pairs = synthesize(out_dir, scale=scale, n_volumes=n_volumes, seed=seed)  # type: ignore[arg-type]
+    typer.echo(f"wrote {len(pairs)} volumes ({scale} scale, seed {seed}) to {out_dir}")
+
+
 def register(app: typer.Typer, data_app: typer.Typer) -> None:
     """Add this area's commands to the root app and the ``data`` sub-app."""
+    data_app.command("synth")(synth)
