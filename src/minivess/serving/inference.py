@@ -1,0 +1,159 @@
+"""Sliding-window segmentation with a TorchScript/torch module or an ONNX Runtime session.
+
+Both engines sit behind :class:`Segmenter`: ``segment(volume) -> mask``, where ``volume`` is a
+(x, y, z) array of raw intensities and ``mask`` a (x, y, z) uint8 array of class indices. The
+window size is the plan's ``sw_roi`` (x, y, z voxels); volumes smaller than the window are padded
+by MONAI and cropped back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+
+from minivess.serving.preprocess import preprocess_for_inference
+from minivess.serving.settings import Backend, ServeSettings
+
+if TYPE_CHECKING:
+    import torch
+
+    from minivess.planning.plan import TrainingPlan
+
+log = logging.getLogger(__name__)
+
+#: Names inside a serving bundle directory.
+PLAN_FILE = "plan.json"
+ONNX_FILE = "model.onnx"
+TORCHSCRIPT_FILE = "model.ts"
+EXPORT_REPORT = "export.json"
+#: Input/output names of the ONNX graph.
+ONNX_INPUT, ONNX_OUTPUT = "image", "logits"
+
+
+class Segmenter:
+    """Runs sliding-window inference with ``predictor`` (N, 1, x, y, z) -> (N, C, x, y, z).
+
+    Args:
+        predictor: maps a float32 torch tensor batch to logits.
+        plan: the training plan (``sw_roi``, ``sw_overlap``).
+        backend: the engine name, for logs and metrics.
+        sw_batch_size: windows per forward pass.
+        sw_overlap: overlap in [0, 1); ``None`` uses ``plan.sw_overlap``.
+    """
+
+    def __init__(
+        self,
+        predictor: Callable[[torch.Tensor], torch.Tensor],
+        plan: TrainingPlan,
+        backend: Backend,
+        sw_batch_size: int = 1,
+        sw_overlap: float | None = None,
+    ) -> None:
+        self.predictor = predictor
+        self.plan = plan
+        self.backend = backend
+        self.sw_batch_size = sw_batch_size
+        self.sw_overlap = plan.sw_overlap if sw_overlap is None else sw_overlap
+
+    def logits(self, volume: np.ndarray) -> np.ndarray:
+        """Class logits (C, x, y, z) float32 of a raw (x, y, z) volume."""
+        import torch
+        from monai.inferers import sliding_window_inference
+
+        if volume.ndim != 3:
+            raise ValueError(f"expected a (x, y, z) volume, got shape {volume.shape}")
+        image = torch.from_numpy(preprocess_for_inference(volume))[None, None]
+        with torch.inference_mode():
+            out = sliding_window_inference(
+                image,
+                roi_size=tuple(self.plan.sw_roi),
+                sw_batch_size=self.sw_batch_size,
+                predictor=self.predictor,
+                overlap=self.sw_overlap,
+                mode="gaussian",
+            )
+        logits = cast("torch.Tensor", out)  # MONAI's return type is a union
+        return logits[0].float().numpy()
+
+    def segment(self, volume: np.ndarray) -> np.ndarray:
+        """Mask (x, y, z) uint8 of class indices (argmax over the logits)."""
+        return np.argmax(self.logits(volume), axis=0).astype(np.uint8)
+
+
+def torch_predictor(module: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Wrap an ``nn.Module`` / TorchScript module as a predictor (eval mode, no grad)."""
+    import torch
+
+    module.eval()
+
+    def predict(batch: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            out = module(batch)
+        return out[0] if isinstance(out, (list, tuple)) else out
+
+    return predict
+
+
+def onnx_session(path: Path, num_threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session for ``path``."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if num_threads:
+        options.intra_op_num_threads = num_threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_predictor(session: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Wrap an ONNX Runtime session as a predictor."""
+    import torch
+
+    def predict(batch: torch.Tensor) -> torch.Tensor:
+        out = session.run([ONNX_OUTPUT], {ONNX_INPUT: batch.detach().cpu().numpy()})[0]
+        return torch.from_numpy(out)
+
+    return predict
+
+
+def load_segmenter(settings: ServeSettings) -> Segmenter:
+    """Build the :class:`Segmenter` of the bundle ``settings.model_path`` with its backend.
+
+    Raises:
+        ConfigError: no model path, or the bundle lacks the file the backend needs.
+    """
+    import torch
+
+    from minivess.errors import ConfigError
+    from minivess.planning.plan import TrainingPlan
+
+    bundle = settings.require_model_path()
+    plan_path = bundle / PLAN_FILE
+    model_file = bundle / (ONNX_FILE if settings.backend is Backend.ONNX else TORCHSCRIPT_FILE)
+    for needed in (plan_path, model_file):
+        if not needed.is_file():
+            raise ConfigError(
+                f"{needed}: missing from the serving bundle; export one with "
+                "minivess.serving.export.export_bundle (minivess serve --model-uri does it)."
+            )
+    plan = TrainingPlan.load(plan_path)
+    if settings.num_threads:
+        torch.set_num_threads(settings.num_threads)
+    if settings.backend is Backend.ONNX:
+        predictor = onnx_predictor(onnx_session(model_file, settings.num_threads))
+    else:
+        predictor = torch_predictor(torch.jit.load(str(model_file), map_location="cpu"))
+    log.info(
+        "serving %s with %s: roi %s, overlap %s (plan %s)",
+        bundle,
+        settings.backend.value,
+        plan.sw_roi,
+        settings.sw_overlap if settings.sw_overlap is not None else plan.sw_overlap,
+        plan.plan_hash,
+    )
+    return Segmenter(predictor, plan, settings.backend, settings.sw_batch_size, settings.sw_overlap)

@@ -1,0 +1,163 @@
+"""The BentoML segmentation service (new-style ``bentoml.service``).
+
+Start it with ``bentoml serve minivess.serving.service:MinivessSegmenter --port P`` (or
+``minivess serve``); it reads :class:`~minivess.serving.settings.ServeSettings` from its
+environment. Routes:
+
+* ``POST /segment``: multipart field ``volume`` (.nii/.nii.gz) -> the mask as .nii.gz, uint8,
+  same shape and affine;
+* ``POST /summary``: same input -> JSON with the vessel voxel count and volume in µm³;
+* ``/readyz``, ``/livez``, ``/metrics`` (BentoML built-ins; ``minivess_inference_seconds`` is
+  the inference-latency histogram).
+
+Bad input gets a 4xx JSON body ``{"error": code, "detail": message, "status": N}``. Uploads live
+only in BentoML's per-request temp dir; the mask is built in memory, nothing else is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import numpy as np
+from pydantic import BaseModel
+
+from minivess.serving.guard import PROTECTED_ROUTES, RequestGuard
+from minivess.serving.inference import load_segmenter
+from minivess.serving.nifti import InputRejected, Volume, load_volume, mask_nifti_gz
+from minivess.serving.settings import load_serve_settings
+
+log = logging.getLogger(__name__)
+
+#: Media type of the /segment response.
+NIFTI_GZ = "application/gzip"
+#: Buckets (s) of the latency histogram: small volumes take ~0.1 s, 512×512×110 tens of s.
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, 300)
+
+_METRICS: dict[str, Any] = {}
+
+
+def _metrics() -> dict[str, Any]:
+    """Prometheus collectors, created once per process after BentoML set up multiprocess mode."""
+    if not _METRICS:
+        import prometheus_client as prom
+
+        _METRICS["latency"] = prom.Histogram(
+            "minivess_inference_seconds",
+            "Sliding-window inference time per request (s)",
+            ["endpoint", "backend"],
+            buckets=LATENCY_BUCKETS,
+        )
+        _METRICS["rejected"] = prom.Counter(
+            "minivess_rejected_requests",
+            "Requests refused because of their input, by reason",
+            ["endpoint", "reason"],
+        )
+    return _METRICS
+
+
+class VolumeSummary(BaseModel):
+    """The /summary response. Spacing (x, y, z) in µm, volumes in µm³."""
+
+    shape: tuple[int, int, int]
+    spacing_um: tuple[float, float, float]
+    spacing_unit_assumed: bool
+    voxel_count: int
+    vessel_voxel_count: int
+    vessel_fraction: float
+    vessel_volume_um3: float
+    backend: str
+    inference_seconds: float
+
+
+def _error_response(err: InputRejected) -> Any:
+    from starlette.responses import JSONResponse
+
+    return JSONResponse(err.as_json(), status_code=err.status)
+
+
+@bentoml.service(
+    name="minivess_segmenter",
+    workers=1,
+    traffic={"timeout": 600, "max_concurrency": 32},
+)
+class MinivessSegmenter:
+    """Vessel segmentation of 3D NIfTI volumes with the exported champion model."""
+
+    def __init__(self) -> None:
+        self.settings = load_serve_settings()
+        self.segmenter = load_segmenter(self.settings)
+        self.backend = self.settings.backend.value
+        # One window of zeros before /readyz turns green: the first call builds kernels/arenas,
+        # so the first user request does not pay seconds of warm-up.
+        self.segmenter.segment(np.zeros(self.segmenter.plan.sw_roi, dtype=np.float32))
+
+    def _infer(self, volume: Path, endpoint: str) -> tuple[Volume, Any, float]:
+        metrics = _metrics()
+        try:
+            vol = load_volume(volume, self.settings.max_voxels)
+        except InputRejected as err:
+            metrics["rejected"].labels(endpoint, err.code).inc()
+            log.info("rejected %s: %s (%s)", endpoint, err.code, err.message)
+            raise
+        t0 = time.perf_counter()
+        mask = self.segmenter.segment(vol.array)
+        seconds = time.perf_counter() - t0
+        metrics["latency"].labels(endpoint, self.backend).observe(seconds)
+        return vol, mask, seconds
+
+    @bentoml.api(route="/segment")
+    def segment(self, volume: Path) -> Path:
+        """Segment the uploaded NIfTI ``volume``; returns the mask as .nii.gz (uint8, same
+        shape and affine)."""
+        from starlette.responses import Response
+
+        try:
+            vol, mask, seconds = self._infer(volume, "segment")
+        except InputRejected as err:
+            return _error_response(err)
+        return Response(  # type: ignore[return-value]
+            mask_nifti_gz(mask, vol),
+            media_type=NIFTI_GZ,
+            headers={
+                "content-disposition": 'attachment; filename="mask.nii.gz"',
+                "x-inference-seconds": f"{seconds:.4f}",
+            },
+        )
+
+    @bentoml.api(route="/summary")
+    def summary(self, volume: Path) -> VolumeSummary:
+        """Segment ``volume`` and return counts: vessel voxels and vessel volume in µm³."""
+        try:
+            vol, mask, seconds = self._infer(volume, "summary")
+        except InputRejected as err:
+            return _error_response(err)
+        n_vessel = int((mask > 0).sum())
+        total = vol.info.n_voxels
+        return VolumeSummary(
+            shape=vol.info.shape,
+            spacing_um=vol.info.spacing_um,
+            spacing_unit_assumed=vol.info.spacing_unit_assumed,
+            voxel_count=total,
+            vessel_voxel_count=n_vessel,
+            vessel_fraction=n_vessel / total,
+            vessel_volume_um3=n_vessel * vol.voxel_volume_um3,
+            backend=self.backend,
+            inference_seconds=seconds,
+        )
+
+
+def _guard_options() -> dict[str, Any]:
+    """The guard's limit and token, from the same settings the service reads."""
+    settings = load_serve_settings()
+    return {
+        "max_upload_bytes": settings.max_upload_bytes,
+        "token": settings.auth_token(),
+        "routes": PROTECTED_ROUTES,
+    }
+
+
+MinivessSegmenter.add_asgi_middleware(RequestGuard, **_guard_options())
