@@ -1,0 +1,196 @@
+"""Checkpoints on a local disk or any S3-compatible store, written atomically.
+
+Layout of a run's checkpoint directory (local path or ``s3://bucket/prefix``):
+
+* ``last.pt``: the full resumable state, rewritten every epoch (and on SIGTERM);
+* ``best.pt``: the weights with the best validation Dice so far;
+* ``split.json``: the fold split the run trained on; ``plan.json``: the training plan.
+
+Every checkpoint embeds the plan JSON, so :func:`load_model` rebuilds the network anywhere with
+:func:`minivess.models.build_model`. Files load with ``torch.load(weights_only=True)``: they hold
+only tensors, numbers and strings.
+
+S3 endpoint: the first of ``MINIVESS_S3_ENDPOINT_URL``, ``MLFLOW_S3_ENDPOINT_URL``,
+``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL`` that is set (none: AWS itself); credentials come
+from the usual AWS environment or profile. Checksums are ``when_required`` for S3-compatible stores.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from minivess.errors import MinivessError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from minivess.planning.plan import TrainingPlan
+
+LAST = "last.pt"
+BEST = "best.pt"
+SPLIT = "split.json"
+PLAN = "plan.json"
+
+#: Environment variables naming the S3 endpoint, first set wins.
+ENDPOINT_ENV_VARS = (
+    "MINIVESS_S3_ENDPOINT_URL",
+    "MLFLOW_S3_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL",
+)
+
+
+class CheckpointError(MinivessError):
+    """A checkpoint cannot be read or written."""
+
+
+def is_s3(uri: str | Path) -> bool:
+    """True for ``s3://`` URIs."""
+    return str(uri).startswith("s3://")
+
+
+def join(base: str | Path, name: str) -> str:
+    """``base/name`` for local paths and S3 URIs alike."""
+    return f"{str(base).rstrip('/')}/{name}"
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    if not bucket or not key:
+        raise CheckpointError(f"{uri}: expected s3://bucket/key.")
+    return bucket, key
+
+
+def _client() -> Any:
+    from minivess.tracking.storage import s3_client
+
+    endpoint = next((os.environ[v] for v in ENDPOINT_ENV_VARS if os.environ.get(v)), None)
+    return s3_client(endpoint)
+
+
+def write_bytes(uri: str | Path, data: bytes) -> str:
+    """Write ``data`` atomically: a temp file + ``os.replace`` locally, one PUT on S3.
+
+    A reader never sees a half-written file; a crash leaves the previous version in place.
+    """
+    uri = str(uri)
+    if is_s3(uri):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        bucket, key = _split_s3(uri)
+        try:
+            _client().put_object(Bucket=bucket, Key=key, Body=data)
+        except (BotoCoreError, ClientError) as err:
+            raise CheckpointError(
+                f"{uri}: upload failed ({err}); check the bucket/endpoint."
+            ) from err
+        return uri
+    path = Path(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return str(path)
+
+
+def read_bytes(uri: str | Path) -> bytes:
+    """Read a whole local file or S3 object.
+
+    Raises:
+        CheckpointError: naming the URI when it does not exist or cannot be read.
+    """
+    uri = str(uri)
+    if is_s3(uri):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        bucket, key = _split_s3(uri)
+        try:
+            return _client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        except (BotoCoreError, ClientError) as err:
+            raise CheckpointError(f"{uri}: cannot read checkpoint ({err}).") from err
+    path = Path(uri)
+    if not path.is_file():
+        raise CheckpointError(f"{uri}: checkpoint not found; check the path or --checkpoints.")
+    return path.read_bytes()
+
+
+def exists(uri: str | Path) -> bool:
+    """True when the local file or S3 object exists."""
+    uri = str(uri)
+    if not is_s3(uri):
+        return Path(uri).is_file()
+    from botocore.exceptions import ClientError
+
+    bucket, key = _split_s3(uri)
+    try:
+        _client().head_object(Bucket=bucket, Key=key)
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise CheckpointError(f"{uri}: cannot check checkpoint ({err}).") from err
+    return True
+
+
+def save_state(state: dict[str, Any], uri: str | Path) -> str:
+    """Serialise ``state`` with ``torch.save`` and write it atomically to ``uri``."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return write_bytes(uri, buf.getvalue())
+
+
+def load_state(uri: str | Path, map_location: str = "cpu") -> dict[str, Any]:
+    """Load a state written by :func:`save_state` (``weights_only=True``)."""
+    import torch
+
+    data = read_bytes(uri)
+    try:
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises several types for a corrupt file
+        raise CheckpointError(f"{uri}: not a readable minivess checkpoint ({err}).") from err
+
+
+def resolve(uri: str | Path) -> str:
+    """A checkpoint file URI: ``uri`` itself, or ``uri/best.pt`` for a run directory."""
+    uri = str(uri)
+    return uri if uri.endswith(".pt") else join(uri, BEST)
+
+
+def load_model(uri: str | Path, map_location: str = "cpu") -> tuple[nn.Module, TrainingPlan]:
+    """Rebuild the network of a checkpoint (file or run directory) with its weights.
+
+    Returns:
+        ``(model in eval mode, plan)``; the plan is the one embedded in the checkpoint.
+    """
+    from minivess.models import build_model
+    from minivess.planning.plan import TrainingPlan
+
+    state = load_state(resolve(uri), map_location)
+    if "plan" not in state or "model" not in state:
+        raise CheckpointError(f"{uri}: no embedded plan/model; was it written by minivess train?")
+    plan = TrainingPlan.model_validate_json(state["plan"])
+    model = build_model(plan, in_channels=1, out_channels=int(state.get("out_channels", 2)))
+    model.load_state_dict(state["model"])
+    model.to(map_location)
+    model.eval()
+    return model, plan
+
+
+def checkpoint_meta(uri: str | Path) -> dict[str, Any]:
+    """Everything but the tensors of a checkpoint: plan/config JSON, metric, epoch, fold, loss."""
+    state = load_state(resolve(uri))
+    return {
+        k: v for k, v in state.items() if k not in ("model", "optimizer", "scheduler", "scaler")
+    }

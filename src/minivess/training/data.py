@@ -1,0 +1,103 @@
+"""Datasets and loaders: CacheDataset (runtime cache, plan's cache rate) + ThreadDataLoader.
+
+The validation gate (:func:`minivess.data.validation.validate_dataset`) runs before anything is
+loaded: bad volumes are quarantined with a reason and training goes on with the rest; a dataset
+with no usable volume is refused with :class:`~minivess.errors.DataError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from minivess.keys import Keys
+from minivess.training.transforms import eval_transforms, samples_per_volume, train_transforms
+
+if TYPE_CHECKING:
+    from monai.data import CacheDataset, ThreadDataLoader
+
+    from minivess.data.schema import VolumePair
+    from minivess.planning.plan import TrainingPlan
+    from minivess.training.config import ResamplingConfig, TrainConfig
+    from minivess.training.distributed import DistContext
+
+log = logging.getLogger(__name__)
+
+
+def usable_pairs(data_dir: Path) -> list[VolumePair]:
+    """The gate: validated image/label pairs of ``data_dir``, rejected ones logged with reasons.
+
+    Raises:
+        DataError: when no pair is usable (raised by the data layer, naming the directory).
+    """
+    from minivess.data.validation import validate_dataset
+
+    pairs, rejected = validate_dataset(Path(data_dir))
+    for bad in rejected:
+        log.warning("data gate: quarantined %s: %s", bad.file, bad.reason)
+    log.info("data gate: %d usable volume(s), %d rejected", len(pairs), len(rejected))
+    return [p for p in pairs if p.label is not None]
+
+
+def datalist(pairs: list[VolumePair], names: list[str]) -> list[dict[str, Any]]:
+    """MONAI data dicts ``{image, label, name}`` of the pairs called ``names``, in that order."""
+    by_name = {p.name: p for p in pairs}
+    return [
+        {Keys.IMAGE.value: by_name[n].image, Keys.LABEL.value: by_name[n].label, Keys.NAME.value: n}
+        for n in names
+    ]
+
+
+def volumes_per_batch(plan: TrainingPlan, cfg: TrainConfig) -> int:
+    """Volumes the loader takes per batch, so that a full batch is ``plan.batch_size`` patches."""
+    return max(1, plan.batch_size // samples_per_volume(plan, cfg))
+
+
+def train_loader(
+    items: list[dict[str, Any]],
+    plan: TrainingPlan,
+    cfg: TrainConfig,
+    ctx: DistContext | None = None,
+    progress: bool = False,
+) -> tuple[ThreadDataLoader, CacheDataset]:
+    """The training loader over ``items`` (this rank's partition when distributed).
+
+    Under DDP the item list is partitioned (``monai.data.partition_dataset``, padded to equal
+    length), so each rank caches only its own share and all ranks take the same number of steps.
+    Each batch: ``image``/``label`` of shape (n, 1, *plan.patch_size) with
+    ``n <= plan.batch_size``.
+    """
+    from monai.data import CacheDataset, ThreadDataLoader, partition_dataset
+
+    if ctx is not None and ctx.distributed:
+        items = partition_dataset(
+            items, num_partitions=ctx.world_size, shuffle=False, even_divisible=True
+        )[ctx.rank]
+    ds = CacheDataset(
+        items,
+        transform=train_transforms(plan, cfg),
+        cache_rate=plan.cache_rate,
+        num_workers=max(1, plan.num_workers),
+        runtime_cache=True,
+        progress=progress,
+    )
+    loader = ThreadDataLoader(
+        ds, batch_size=volumes_per_batch(plan, cfg), shuffle=True, num_workers=0, buffer_size=1
+    )
+    return loader, ds
+
+
+def eval_dataset(
+    items: list[dict[str, Any]], resampling: ResamplingConfig, cache_rate: float = 1.0
+) -> CacheDataset:
+    """Whole, normalised volumes for sliding-window validation (runtime-cached)."""
+    from monai.data import CacheDataset
+
+    return CacheDataset(
+        items,
+        transform=eval_transforms(resampling),
+        cache_rate=cache_rate,
+        runtime_cache=True,
+        progress=False,
+    )

@@ -1,0 +1,605 @@
+"""The training loop: resumable anywhere, deterministic on CPU, torchrun-compatible.
+
+Determinism across interruptions: every epoch reseeds torch, numpy, ``random`` and the
+augmentation transforms from ``(seed, epoch, rank)``; a run resumed from a mid-epoch checkpoint
+replays the epoch's sampling and skips the batches it already trained on. On CPU a run killed and
+resumed therefore ends with the same weights and metrics as an uninterrupted one.
+
+Preemption: SIGTERM (a spot instance's notice) sets a flag; the loop finishes the current step,
+writes ``last.pt`` and raises :class:`TrainingPreempted`, which the CLI turns into exit code
+:data:`PREEMPTED_EXIT_CODE` (75, EX_TEMPFAIL), the code SkyPilot's ``job_recovery`` retries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import signal
+import tempfile
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from minivess.errors import ConfigError, MinivessError
+from minivess.keys import Keys
+from minivess.planning.plan import TrainingPlan
+from minivess.tracking.contract import Artifact, Tag
+from minivess.training import checkpoint as ckpt
+from minivess.training.config import TrainConfig
+from minivess.training.splits import Split, kfold_split
+from minivess.training.tracker import NullTracker, Tracker
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import torch
+    from torch import nn
+
+    from minivess.training.distributed import DistContext
+
+log = logging.getLogger(__name__)
+
+#: Exit code of a run stopped by SIGTERM after writing its checkpoint: rerun it to resume.
+PREEMPTED_EXIT_CODE = 75
+#: Number of output channels (background, vessel).
+OUT_CHANNELS = 2
+#: Version of the ``last.pt`` layout.
+CHECKPOINT_FORMAT = 1
+
+
+class TrainingPreempted(MinivessError):
+    """SIGTERM arrived; the state is in ``checkpoint``. Rerun the same command to resume."""
+
+    exit_code = PREEMPTED_EXIT_CODE
+
+    def __init__(self, checkpoint: str, epoch: int, step: int) -> None:
+        super().__init__(
+            f"preempted (SIGTERM) in epoch {epoch + 1} after step {step}; state saved to "
+            f"{checkpoint}; rerun the same command to resume (exit code {PREEMPTED_EXIT_CODE})."
+        )
+        self.checkpoint = checkpoint
+        self.epoch = epoch
+        self.step = step
+
+
+class TrainSummary(BaseModel):
+    """What a training run reports (also written as ``summary.json``)."""
+
+    epochs_completed: int
+    resumed_from_epoch: int | None = Field(description="completed epochs found at start, or None")
+    best_metric: float = Field(description="best mean validation Dice (foreground)")
+    best_epoch: int
+    final_metrics: dict[str, float]
+    checkpoint: str = Field(description="URI of best.pt")
+    last_checkpoint: str = Field(description="URI of last.pt")
+    checkpoint_dir: str
+    fold: int
+    n_folds: int
+    loss: str
+    seed: int
+    model: str
+    plan_hash: str
+    split: Split
+    world_size: int = 1
+    history: list[dict[str, float]] = Field(default_factory=list)
+
+
+class _StopFlag:
+    """Set by SIGTERM; read by the loop between steps."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        log.warning("SIGTERM received: finishing this step, then writing a checkpoint")
+        self.requested = True
+
+
+@contextmanager
+def _sigterm_flag() -> Iterator[_StopFlag]:
+    flag = _StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag  # signal handlers can only be installed from the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, flag)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _seed_epoch(seed: int, epoch: int, rank: int, transform: Any) -> None:
+    import numpy as np
+    import torch
+
+    s = (seed * 1_000_003 + epoch * 9_973 + rank * 101) % (2**31 - 1)
+    torch.manual_seed(s)
+    np.random.seed(s)
+    random.seed(s)
+    transform.set_random_state(seed=s)
+
+
+def _rng_state() -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype("int64")),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(gauss),
+        },
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import numpy as np
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(
+        (
+            n["name"],
+            n["keys"].numpy().astype("uint32"),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)
+
+
+def _primary(output: Any) -> torch.Tensor:
+    """The full-resolution prediction of a network output (eval mode)."""
+    if isinstance(output, (list, tuple)):
+        output = output[0]
+    if output.dim() == 6:  # (B, heads, C, x, y, z) deep supervision
+        output = output[:, 0]
+    return output
+
+
+def validate(
+    model: nn.Module, dataset: Any, plan: TrainingPlan, device: str, amp: bool
+) -> dict[str, float]:
+    """Sliding-window inference (plan's roi/overlap) on whole volumes; mean foreground Dice."""
+    import torch
+    from monai.inferers import sliding_window_inference
+    from monai.metrics import DiceMetric
+    from monai.networks.utils import one_hot
+
+    metric = DiceMetric(include_background=False, reduction="mean", ignore_empty=False)
+    model.eval()
+    with torch.no_grad(), torch.autocast(device_type="cuda", enabled=amp):
+        for i in range(len(dataset)):
+            item = dataset[i]
+            image = item[Keys.IMAGE.value].unsqueeze(0).to(device)
+            label = item[Keys.LABEL.value].unsqueeze(0).to(device)
+            logits = sliding_window_inference(
+                image,
+                roi_size=tuple(plan.sw_roi),
+                sw_batch_size=max(1, plan.batch_size),
+                predictor=lambda x: _primary(model(x)),
+                overlap=plan.sw_overlap,
+                mode="gaussian",
+            )
+            pred = logits.argmax(dim=1, keepdim=True)
+            metric(one_hot(pred, OUT_CHANNELS), one_hot(label.long(), OUT_CHANNELS))
+    dice = float(metric.aggregate().item())
+    model.train()
+    return {"val_dice": dice}
+
+
+class _Run:
+    """One training run's state; :meth:`run` is the loop (kept in small steps)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        plan: TrainingPlan,
+        cfg: TrainConfig,
+        tracker: Tracker,
+        progress: bool,
+        ctx: DistContext,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.plan = plan
+        self.cfg = cfg
+        self.ctx = ctx
+        self.tracker = tracker if ctx.is_main else NullTracker()
+        self.progress = progress and ctx.is_main
+        self.dir = cfg.checkpoint_dir
+        self.last_uri = ckpt.join(self.dir, ckpt.LAST)
+        self.best_uri = ckpt.join(self.dir, ckpt.BEST)
+        self.amp = bool(plan.amp and ctx.device.startswith("cuda"))
+        self.history: list[dict[str, float]] = []
+        self.best_metric = float("-inf")
+        self.best_epoch = -1
+
+    # -- setup ---------------------------------------------------------------------------
+    def _build(self) -> None:
+        import torch
+
+        from minivess.models import build_model
+        from minivess.training.data import datalist, eval_dataset, train_loader, usable_pairs
+        from minivess.training.losses import build_loss
+
+        pairs = usable_pairs(self.data_dir)
+        self.split = kfold_split(
+            [p.name for p in pairs], self.cfg.n_folds, self.cfg.fold, self.cfg.seed
+        )
+        log.info(
+            "fold %d/%d (seed %d): train %s, val %s",
+            self.cfg.fold,
+            self.cfg.n_folds,
+            self.cfg.seed,
+            self.split.train,
+            self.split.val,
+        )
+        torch.manual_seed(self.cfg.seed)
+        model = build_model(self.plan, in_channels=1, out_channels=OUT_CHANNELS)
+        self.model = model.to(self.ctx.device)
+        if self.ctx.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.ctx.local_rank] if self.ctx.device.startswith("cuda") else None
+            self.model = DistributedDataParallel(self.model, device_ids=ids)
+        self.loss_fn = build_loss(self.cfg.loss)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._cosine)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.loader, self.train_ds = train_loader(
+            datalist(pairs, self.split.train), self.plan, self.cfg, self.ctx
+        )
+        self.val_ds = eval_dataset(
+            datalist(pairs, self.split.val), self.cfg.resampling, self.plan.cache_rate
+        )
+
+    def _cosine(self, epoch: int) -> float:
+        """Cosine factor of the base learning rate after ``epoch`` epochs (closed form, so a run
+        resumed with a larger ``epochs`` follows the new schedule)."""
+        return 0.5 * (1.0 + math.cos(math.pi * min(epoch, self.cfg.epochs) / self.cfg.epochs))
+
+    def _identity(self) -> dict[str, Any]:
+        return {
+            "plan_hash": self.plan.plan_hash,
+            "loss": self.cfg.loss.value,
+            "fold": self.cfg.fold,
+            "n_folds": self.cfg.n_folds,
+            "seed": self.cfg.seed,
+        }
+
+    def _resume(self) -> tuple[int, int, float]:
+        """Load ``last.pt`` if present: returns (start epoch, steps done in it, loss sum)."""
+        if not self.cfg.resume or not ckpt.exists(self.last_uri):
+            return 0, 0, 0.0
+        state = ckpt.load_state(self.last_uri, map_location=self.ctx.device)
+        found = json.loads(state["identity"])
+        if found != self._identity():
+            diff = {k: (found.get(k), v) for k, v in self._identity().items() if found.get(k) != v}
+            raise ConfigError(
+                f"{self.last_uri}: belongs to another run (differs in {diff}); use a new "
+                f"--checkpoint-dir, or delete it to start over."
+            )
+        _unwrap(self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"])
+        self.best_metric = float(state["best_metric"])
+        self.best_epoch = int(state["best_epoch"])
+        self.history = json.loads(state["history"])
+        epoch, step = int(state["epoch"]), int(state["step"])
+        self.resumed_from = epoch
+        log.info(
+            "resuming from %s: %d epoch(s) done%s",
+            self.last_uri,
+            epoch,
+            f", {step} step(s) into epoch {epoch + 1}" if step else "",
+        )
+        return epoch, step, float(state["loss_sum"])
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def _base_state(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "plan": self.plan.model_dump_json(),
+            "config": self.cfg.model_dump_json(),
+            "split": self.split.model_dump_json(),
+            "identity": json.dumps(self._identity()),
+            "out_channels": OUT_CHANNELS,
+            "model": _unwrap(self.model).state_dict(),
+        }
+
+    def _save_last(self, epoch: int, step: int, loss_sum: float) -> None:
+        if not self.ctx.is_main:
+            return
+        state = self._base_state() | {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": _rng_state(),
+            "epoch": epoch,
+            "step": step,
+            "loss_sum": loss_sum,
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+            "history": json.dumps(self.history),
+        }
+        ckpt.save_state(state, self.last_uri)
+
+    def _save_best(self, epoch: int) -> None:
+        if not self.ctx.is_main:
+            return
+        state = self._base_state() | {"epoch": epoch, "best_metric": self.best_metric}
+        ckpt.save_state(state, self.best_uri)
+        log.info("epoch %d: new best val_dice %.4f -> %s", epoch, self.best_metric, self.best_uri)
+
+    def _save_run_files(self) -> None:
+        if not self.ctx.is_main:
+            return
+        ckpt.write_bytes(
+            ckpt.join(self.dir, ckpt.SPLIT), self.split.model_dump_json(indent=2).encode()
+        )
+        ckpt.write_bytes(
+            ckpt.join(self.dir, ckpt.PLAN), self.plan.model_dump_json(indent=2).encode()
+        )
+
+    # -- the loop ------------------------------------------------------------------------
+    def _step(self, batch: dict[str, Any], index: int) -> float:
+        import torch
+
+        from minivess.training.losses import deep_supervision_loss
+
+        image = batch[Keys.IMAGE.value].to(self.ctx.device)
+        label = batch[Keys.LABEL.value].to(self.ctx.device)
+        accum = max(1, self.plan.grad_accum_steps)
+        with torch.autocast(device_type="cuda", enabled=self.amp):
+            loss = deep_supervision_loss(self.loss_fn, self.model(image), label)
+        self.scaler.scale(loss / accum).backward()
+        if (index + 1) % accum == 0:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach().item())
+
+    def _flush_grads(self, n_steps: int) -> None:
+        if n_steps % max(1, self.plan.grad_accum_steps):
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+
+    def _epoch(self, epoch: int, skip: int, loss_sum: float, stop: _StopFlag, bar: Any) -> float:
+        """Train one epoch from step ``skip``; returns the mean training loss."""
+        _seed_epoch(self.cfg.seed, epoch, self.ctx.rank, self.train_ds.transform)
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        task = (
+            bar.add_task(f"epoch {epoch + 1}/{self.cfg.epochs}", total=len(self.loader))
+            if bar
+            else None
+        )
+        accum = max(1, self.plan.grad_accum_steps)
+        n = 0
+        for i, batch in enumerate(self.loader):
+            n = i + 1
+            if i >= skip:
+                loss_sum += self._step(batch, i)
+            if bar is not None:
+                bar.update(
+                    task,
+                    advance=1,
+                    description=f"epoch {epoch + 1}/{self.cfg.epochs} loss {loss_sum / n:.4f}",
+                )
+            at_boundary = n % accum == 0 and n < len(self.loader)
+            if at_boundary and i >= skip and _any(self.ctx, stop.requested):
+                self._save_last(epoch, n, loss_sum)
+                raise TrainingPreempted(self.last_uri, epoch, n)
+        self._flush_grads(n)
+        self.scheduler.step()
+        if bar is not None:
+            bar.remove_task(task)
+        return loss_sum / max(1, n)
+
+    def _end_epoch(self, epoch: int, train_loss: float) -> dict[str, float]:
+        from minivess.training.distributed import barrier, broadcast_float
+
+        metrics = {"train_loss": train_loss, "lr": float(self.scheduler.get_last_lr()[0])}
+        done = epoch + 1
+        if done % self.cfg.val_interval == 0 or done == self.cfg.epochs:
+            dice = float("nan")
+            if self.ctx.is_main:
+                dice = validate(
+                    _unwrap(self.model), self.val_ds, self.plan, self.ctx.device, self.amp
+                )["val_dice"]
+            dice = broadcast_float(self.ctx, dice)
+            metrics["val_dice"] = dice
+            if dice > self.best_metric:
+                self.best_metric, self.best_epoch = dice, done
+                self._save_best(done)
+        self.history.append({"epoch": float(done), **metrics})
+        self._save_last(done, 0, 0.0)
+        barrier(self.ctx)
+        self.tracker.log_metrics(metrics, step=done)
+        log.info(
+            "epoch %d/%d: %s",
+            done,
+            self.cfg.epochs,
+            ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()),
+        )
+        return metrics
+
+    def run(self) -> TrainSummary:
+        self.resumed_from: int | None = None
+        self._build()
+        start, skip, loss_sum = self._resume()
+        if self.resumed_from is None:
+            self._save_run_files()
+        self._log_start()
+        with _sigterm_flag() as stop, _progress(self.progress) as bar:
+            for epoch in range(start, self.cfg.epochs):
+                train_loss = self._epoch(epoch, skip, loss_sum, stop, bar)
+                skip, loss_sum = 0, 0.0
+                self._end_epoch(epoch, train_loss)
+                if epoch + 1 < self.cfg.epochs and _any(self.ctx, stop.requested):
+                    raise TrainingPreempted(self.last_uri, epoch + 1, 0)
+        summary = self._summary()
+        self._log_end(summary)
+        return summary
+
+    # -- reporting -----------------------------------------------------------------------
+    def _summary(self) -> TrainSummary:
+        final = {
+            k: v for k, v in (self.history[-1] if self.history else {}).items() if k != "epoch"
+        }
+        return TrainSummary(
+            epochs_completed=len(self.history),
+            resumed_from_epoch=self.resumed_from,
+            best_metric=self.best_metric,
+            best_epoch=self.best_epoch,
+            final_metrics=final,
+            checkpoint=self.best_uri,
+            last_checkpoint=self.last_uri,
+            checkpoint_dir=self.dir,
+            fold=self.cfg.fold,
+            n_folds=self.cfg.n_folds,
+            loss=self.cfg.loss.value,
+            seed=self.cfg.seed,
+            model=self.plan.model,
+            plan_hash=self.plan.plan_hash,
+            split=self.split,
+            world_size=self.ctx.world_size,
+            history=self.history,
+        )
+
+    def _log_start(self) -> None:
+        params = {f"train.{k}": v for k, v in self.cfg.model_dump(mode="json").items()}
+        params |= {
+            "plan.patch_size": list(self.plan.patch_size),
+            "plan.batch_size": self.plan.batch_size,
+            "plan.sw_roi": list(self.plan.sw_roi),
+            "checkpoint_dir": self.dir,
+            "world_size": self.ctx.world_size,
+        }
+        self.tracker.log_params(params)
+        tags = {
+            Tag.PLAN_HASH.value: self.plan.plan_hash,
+            Tag.MODEL.value: self.plan.model,
+            Tag.LOSS.value: self.cfg.loss.value,
+            Tag.FOLD.value: str(self.cfg.fold),
+        }
+        if self.plan.dataset_hash:
+            tags[Tag.DATASET_HASH.value] = self.plan.dataset_hash
+        self.tracker.set_tags(tags)
+
+    def _log_end(self, summary: TrainSummary) -> None:
+        if not self.ctx.is_main:
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp)
+            (out / "summary.json").write_text(summary.model_dump_json(indent=2))
+            self.tracker.log_artifact(out / "summary.json", str(Path(Artifact.SUMMARY_JSON).parent))
+            (out / "split.json").write_text(self.split.model_dump_json(indent=2))
+            self.tracker.log_artifact(out / "split.json", "train")
+            (out / "plan.json").write_text(self.plan.model_dump_json(indent=2))
+            self.tracker.log_artifact(out / "plan.json", str(Path(Artifact.PLAN_JSON).parent))
+            png = plot_curves(summary.history, out / "curves.png")
+            if png is not None:
+                self.tracker.log_artifact(png, "train")
+
+
+def _any(ctx: DistContext, flag: bool) -> bool:
+    from minivess.training.distributed import any_rank
+
+    return any_rank(ctx, flag)
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Any]:
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as bar:
+        yield bar
+
+
+def plot_curves(history: list[dict[str, float]], path: Path) -> Path | None:
+    """Training curves (loss and validation Dice per epoch) as a PNG; None without history."""
+    if not history:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    epochs = [h["epoch"] for h in history]
+    ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train loss")
+    val = [(h["epoch"], h["val_dice"]) for h in history if "val_dice" in h]
+    if val:
+        ax.plot(*zip(*val, strict=True), "s-", label="val Dice")
+    ax.set_xlabel("epoch")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def train(
+    data_dir: Path,
+    plan: TrainingPlan,
+    cfg: TrainConfig,
+    tracker: Tracker | None = None,
+    progress: bool = True,
+) -> TrainSummary:
+    """Train one (loss, fold) cell on ``data_dir`` with ``plan``; resume if a checkpoint exists.
+
+    Runs the data validation gate, splits deterministically, trains with AdamW + cosine
+    schedule (AMP on CUDA when the plan says so), validates with a sliding window (plan's roi and
+    overlap), writes ``best.pt`` / ``last.pt`` under ``cfg.checkpoint_dir`` every epoch. Under
+    ``torchrun`` only rank 0 validates, logs and writes.
+
+    Raises:
+        DataError: no usable volume, or fewer volumes than folds.
+        ConfigError: ``checkpoint_dir`` holds another run's checkpoint.
+        TrainingPreempted: SIGTERM arrived; the state was saved; rerun to resume.
+    """
+    from minivess.training.distributed import setup, teardown
+
+    ctx = setup()
+    try:
+        return _Run(data_dir, plan, cfg, tracker or NullTracker(), progress, ctx).run()
+    finally:
+        teardown(ctx)

@@ -1,0 +1,92 @@
+"""What ``minivess train`` does around :func:`minivess.training.train`: plan, track, exit code.
+
+Kept out of the CLI module so the command body stays one call, and so flows and tests can use
+the same path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from minivess.config import parse_model, parse_set_overrides
+from minivess.planning.plan import TrainingPlan
+from minivess.training.config import TrainConfig
+from minivess.training.loop import TrainingPreempted, TrainSummary, train
+
+log = logging.getLogger(__name__)
+
+
+def resolve_plan(
+    data: Path, model: str, plan_path: Path | None, overrides: list[str] | None
+) -> TrainingPlan:
+    """The plan to train with: ``plan_path`` if given, else planned for this machine."""
+    if plan_path is not None:
+        if overrides:
+            log.warning("--set is ignored with --plan %s (edit the plan file instead)", plan_path)
+        return TrainingPlan.load(plan_path)
+    from minivess.planning import make_plan
+
+    return make_plan(data, model, overrides=parse_set_overrides(overrides) or None)
+
+
+def _tracking_run(cfg: TrainConfig, plan: TrainingPlan) -> Any:
+    """An MLflow run (rank 0, tracking configured) or a null context."""
+    from minivess.settings import load_settings
+
+    settings = load_settings()
+    rank0 = os.environ.get("RANK", "0") == "0"
+    if not rank0 or settings.storage.mlflow.tracking_uri is None:
+        return nullcontext(None)
+    from minivess.tracking.contract import Flow
+    from minivess.tracking.mlflow_adapter import connect, flow_run
+
+    client = connect(settings)
+    return flow_run(
+        client, settings, Flow.TRAIN, run_name=f"{plan.model}-{cfg.loss}-fold{cfg.fold}"
+    )
+
+
+def run_train(
+    data: Path,
+    model: str,
+    cfg_fields: dict[str, Any],
+    plan_path: Path | None = None,
+    overrides: list[str] | None = None,
+    summary_json: Path | None = None,
+    progress: bool = True,
+) -> int:
+    """Plan (or load the plan), train with an MLflow run when tracking is configured.
+
+    Returns:
+        0 on success, :data:`~minivess.training.loop.PREEMPTED_EXIT_CODE` when SIGTERM stopped
+        the run after saving its checkpoint (rerun to resume).
+    """
+    cfg = parse_model(TrainConfig, cfg_fields, "minivess train options")
+    plan = resolve_plan(Path(data), model, plan_path, overrides)
+    try:
+        with _tracking_run(cfg, plan) as run:
+            tracker = None
+            if run is not None:
+                from minivess.tracking.mlflow_tracker import MlflowTracker
+
+                tracker = MlflowTracker(run.info.run_id)
+            summary = train(Path(data), plan, cfg, tracker=tracker, progress=progress)
+    except TrainingPreempted as err:
+        log.warning("%s", err)
+        return err.exit_code
+    write_summary(summary, summary_json)
+    return 0
+
+
+def write_summary(summary: TrainSummary, path: Path | None) -> None:
+    """Write the summary JSON (rank 0 only; other ranks hold the same numbers)."""
+    if path is None or os.environ.get("RANK", "0") != "0":
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(summary.model_dump_json(indent=2))
+    log.info("summary written to %s", path)
