@@ -47,6 +47,9 @@ class VolumeStats(BaseModel):
     foreground_ratio: float = Field(description="fraction of label voxels > 0")
     bytes: int = Field(description="float32 uncompressed size of the image, in bytes")
     warnings: list[str] = Field(default_factory=list)
+    content_hash: str = Field(
+        default="", description="sha256 of the image and label files (profiler cache key)"
+    )
 
 
 class Rejected(BaseModel):
@@ -75,6 +78,13 @@ class DatasetProfile(BaseModel):
     rejected: list[Rejected] = Field(default_factory=list)
     dataset_hash: str
     volumes: list[VolumeStats] = Field(default_factory=list)
+    #: Book-keeping of the call that built this profile; not part of the JSON output.
+    n_scanned: int = Field(
+        default=0, exclude=True, description="volumes whose voxels this call read (0: all cached)"
+    )
+    n_cached: int = Field(
+        default=0, exclude=True, description="volumes this call took from the profile cache"
+    )
 
     def volume(self, name: str) -> VolumeStats:
         """The stats of the volume called ``name``."""
