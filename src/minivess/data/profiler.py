@@ -195,12 +195,12 @@ def scan_volume(pair: VolumePair, classes: frozenset[int], key: str = "") -> _Sc
     valid wherever the same bytes live) or the one-line reason for quarantine.
     """
     try:
-        info, img, label_info, label_img = check_pair_headers(pair)
-        image = read_image(img, info)
+        info, label_info = check_pair_headers(pair)
+        image = read_image(info)
         stats = intensity_stats(image)
         mid = image[:, :, image.shape[2] // 2].copy()
-        del image, img
-        label = read_label(label_img, label_info, classes)
+        del image
+        label = read_label(label_info, classes)
     except VolumeRejectedError as err:
         return _ScanResult(key=key, stats=None, reason=str(err), qc=None)
     fg = foreground_voxels(label) / label.size
@@ -423,6 +423,42 @@ def _dataset_hash(root: Path, hashed: dict[Path, str]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
+def _hash_files(
+    root: Path,
+    pairs: list[VolumePair],
+    rejected: list[Rejected],
+    cache: _Cache,
+    classes: frozenset[int],
+) -> tuple[dict[Path, str], list[tuple[VolumePair, str]]]:
+    """sha256 of every discovered file, and each pair with its cache key."""
+    hashed: dict[Path, str] = {}
+    keyed: list[tuple[VolumePair, str]] = []
+    for pair in pairs:
+        files = [Path(pair.image), Path(pair.label or pair.image)]
+        digests = [cache.file_hash(f) for f in files]
+        hashed.update(zip(files, digests, strict=True))
+        keyed.append((pair, _pair_key(digests[0], digests[1], classes)))
+    for item in rejected:
+        path = Path(item.file)
+        if path.is_file():
+            hashed[path] = cache.file_hash(path)
+    cache.save_memo()
+    return hashed, keyed
+
+
+def dataset_content_hash(data_dir: Path | str, *, cache_dir: Path | None = None) -> str:
+    """The dataset's content hash (``DatasetProfile.dataset_hash``) without reading voxels.
+
+    sha256 over ``relative path: sha256 of the file`` for every discovered file (pairs and
+    quarantined files alike); file hashes are reused while size and mtime are unchanged.
+    """
+    root = Path(data_dir)
+    pairs, rejected = discover_pairs(root)
+    cache = _Cache(Path(cache_dir) if cache_dir is not None else default_cache_dir())
+    hashed, _ = _hash_files(root, pairs, rejected, cache, declared_classes(root))
+    return _dataset_hash(root, hashed)
+
+
 def _run_scans(
     todo: list[tuple[VolumePair, str]],
     classes: frozenset[int],
@@ -486,18 +522,7 @@ def profile_dataset(
     pairs, rejected = discover_pairs(root)
     classes = declared_classes(root)
     cache = _Cache(Path(cache_dir) if cache_dir is not None else default_cache_dir())
-    hashed: dict[Path, str] = {}
-    keyed: list[tuple[VolumePair, str]] = []
-    for pair in pairs:
-        files = [Path(pair.image), Path(pair.label or pair.image)]
-        digests = [cache.file_hash(f) for f in files]
-        hashed.update(zip(files, digests, strict=True))
-        keyed.append((pair, _pair_key(digests[0], digests[1], classes)))
-    for item in rejected:
-        path = Path(item.file)
-        if path.is_file():
-            hashed[path] = cache.file_hash(path)
-    cache.save_memo()
+    hashed, keyed = _hash_files(root, pairs, rejected, cache, classes)
 
     results: dict[str, dict] = {}
     todo = []
@@ -556,7 +581,7 @@ def scan_headers(data_dir: Path | str) -> tuple[list[HeaderInfo], list[Rejected]
     headers = []
     for pair in pairs:
         try:
-            info, _ = check_header(pair.image)
+            info = check_header(pair.image)
         except VolumeRejectedError as err:
             rejected.append(Rejected(file=pair.image, reason=str(err)))
             continue

@@ -42,15 +42,19 @@ class VolumeRejectedError(Exception):
 
 @dataclass(frozen=True)
 class HeaderInfo:
-    """What a NIfTI header says, without reading voxels.
+    """What a NIfTI-1 header says, without reading voxels.
 
     Attributes:
         file: the path.
         shape: ``(x, y, z)`` voxels, after squeezing a singleton 4th axis.
         spacing: ``(x, y, z)`` header zooms (µm for MiniVess).
         dtype: on-disk data type, e.g. ``"uint16"``.
-        affine: 4×4 voxel-to-world matrix.
+        affine: 4×4 voxel-to-world matrix (the header's best affine: sform, else qform).
         warnings: notes such as a squeezed 4th axis.
+        disk_shape: the shape as stored (e.g. ``(x, y, z, 1)``).
+        data_offset: byte offset of the voxels in the (decompressed) file.
+        disk_dtype: the stored dtype with its byte order, e.g. ``"<u2"``.
+        scaling: ``(slope, intercept)`` when the header scales intensities, else None.
     """
 
     file: str
@@ -59,6 +63,10 @@ class HeaderInfo:
     dtype: str
     affine: np.ndarray
     warnings: list[str] = field(default_factory=list)
+    disk_shape: tuple[int, ...] = ()
+    data_offset: int = 352
+    scaling: tuple[float, float] | None = None
+    disk_dtype: str = ""
 
 
 @dataclass
@@ -66,7 +74,7 @@ class LoadedVolume:
     """A volume that passed every check: arrays at native resolution, as stored on disk.
 
     ``image`` and ``label`` have shape ``header.shape``; ``image`` keeps its on-disk dtype
-    (scaled to float only when the header has a scale slope), ``label`` is integer.
+    (float only when the header scales intensities), ``label`` is integer.
     """
 
     pair: VolumePair
@@ -76,22 +84,10 @@ class LoadedVolume:
     warnings: list[str] = field(default_factory=list)
 
 
-#: What reading a broken file raises (gzip/zlib for corrupted streams, EOF/ValueError for
-#: truncated ones, nibabel's own errors for headers it cannot parse).
-_READ_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    EOFError,
-    ValueError,
-    zlib.error,
-    gzip.BadGzipFile,
-)
-
-
-def _nibabel_errors() -> tuple[type[BaseException], ...]:
-    from nibabel.filebasedimages import ImageFileError
-    from nibabel.spatialimages import HeaderDataError, HeaderTypeError
-
-    return (*_READ_ERRORS, ImageFileError, HeaderDataError, HeaderTypeError)
+#: What reading a broken file raises: gzip/zlib for corrupted streams (a bad CRC included),
+#: EOF for truncated ones, OSError for unreadable files.
+_READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error, gzip.BadGzipFile)
+NIFTI1_HEADER_BYTES, NIFTI2_HEADER_BYTES = 348, 540
 
 
 def _short(err: BaseException) -> str:
@@ -99,37 +95,60 @@ def _short(err: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def _load_image(path: Path):  # -> nib.Nifti1Image
+def _open(path: Path):
+    """The decompressed byte stream of ``path`` (gzip when the name ends in ``.gz``)."""
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")
+
+
+def _read_header(path: Path):  # -> nib.Nifti1Header
+    """Parse the NIfTI-1 header of ``path`` as stored (nibabel's silent fixes are off)."""
     import nibabel as nib
+    from nibabel.spatialimages import HeaderDataError
 
     try:
-        img = nib.load(str(path), mmap=False)
-    except _nibabel_errors() as err:
+        with _open(path) as fh:
+            head = fh.read(NIFTI2_HEADER_BYTES)
+    except _READ_ERRORS as err:
         raise VolumeRejectedError(
             f"not readable as NIfTI ({_short(err)}); re-export it as .nii.gz"
         ) from None
-    if isinstance(img, nib.Nifti2Image):
+    sizes = {int.from_bytes(head[:4], "little"), int.from_bytes(head[:4], "big")}
+    if NIFTI2_HEADER_BYTES in sizes:
         raise VolumeRejectedError(
             "NIfTI-2 file: minivess reads NIfTI-1; re-save it as NIfTI-1 "
             "(nibabel: nib.Nifti1Image(img.dataobj, img.affine).to_filename(...))"
         )
-    if not isinstance(img, nib.Nifti1Image):
-        raise VolumeRejectedError(f"{type(img).__name__} file, not NIfTI-1; convert it to .nii.gz")
-    return img
+    if len(head) < NIFTI1_HEADER_BYTES or NIFTI1_HEADER_BYTES not in sizes:
+        raise VolumeRejectedError(
+            "not readable as NIfTI (no NIfTI-1 header at the start of the file); "
+            "re-export it as .nii.gz"
+        )
+    try:
+        hdr = nib.Nifti1Header(head[:NIFTI1_HEADER_BYTES], check=False)
+        hdr.get_data_dtype()
+    except (HeaderDataError, ValueError, KeyError) as err:
+        raise VolumeRejectedError(
+            f"not readable as NIfTI (bad header: {_short(err)}); re-export it as .nii.gz"
+        ) from None
+    if bytes(hdr["magic"]).rstrip(b"\x00") != b"n+1":
+        raise VolumeRejectedError(
+            f"NIfTI header magic {bytes(hdr['magic'])!r}, not a single-file NIfTI-1 (n+1); "
+            "save image and header together as .nii.gz"
+        )
+    return hdr
 
 
-def check_header(path: Path | str) -> tuple[HeaderInfo, object]:
+def check_header(path: Path | str) -> HeaderInfo:
     """Read and check the header of ``path`` (no voxels are read).
 
-    Returns:
-        ``(info, img)``: the checked header and the nibabel image (for a later voxel read).
-
     Raises:
-        VolumeRejectedError: with a one-line reason.
+        VolumeRejectedError: with a one-line reason (not NIfTI-1, NIfTI-2, not 3D, a
+            zero-sized axis, a non-positive or absurd spacing).
     """
     path = Path(path)
-    img = _load_image(path)
-    shape = tuple(int(s) for s in img.shape)
+    hdr = _read_header(path)
+    disk_shape = tuple(int(s) for s in hdr.get_data_shape())
+    shape = disk_shape
     warnings: list[str] = []
     if len(shape) == 4 and shape[3] == 1:
         warnings.append(f"4D with a singleton 4th axis {shape}: squeezed to 3D")
@@ -146,53 +165,79 @@ def check_header(path: Path | str) -> tuple[HeaderInfo, object]:
     if min(shape) == 0:
         raise VolumeRejectedError(f"zero-sized axis in shape {shape}: the volume is empty")
     # float32 header zooms, shown with the digits they really have (0.684, not 0.68400001)
-    zooms = tuple(float(f"{float(z):.7g}") for z in img.header.get_zooms()[:3])
+    zooms = tuple(float(f"{float(z):.7g}") for z in hdr["pixdim"][1:4])
     if not all(np.isfinite(z) and 0 < z <= MAX_SPACING for z in zooms):
         raise VolumeRejectedError(
             f"spacing {zooms} is not positive and sane (0 < s <= {MAX_SPACING:g}); "
             "fix pixdim[1:4] in the header"
         )
-    info = HeaderInfo(
+    slope, inter = hdr.get_slope_inter()
+    scaling = None
+    if slope is not None and (slope != 1 or (inter or 0) != 0):
+        scaling = (float(slope), float(inter or 0.0))
+    return HeaderInfo(
         file=str(path),
         shape=(shape[0], shape[1], shape[2]),
         spacing=(zooms[0], zooms[1], zooms[2]),
-        dtype=str(img.get_data_dtype()),
-        affine=np.asarray(img.affine, dtype=np.float64),
+        dtype=str(hdr.get_data_dtype().newbyteorder("=")),
+        affine=np.asarray(hdr.get_best_affine(), dtype=np.float64),
         warnings=warnings,
+        disk_shape=disk_shape,
+        data_offset=int(hdr.get_data_offset()),
+        scaling=scaling,
+        disk_dtype=hdr.get_data_dtype().str,
     )
-    return info, img
 
 
-def _read_voxels(img, info: HeaderInfo) -> np.ndarray:
+def _read_voxels(info: HeaderInfo) -> np.ndarray:
+    """The voxels of ``info.file`` in one streamed pass; the gzip CRC is verified.
+
+    Reading to the end of the stream makes gzip check its CRC32 and length, so a corrupted
+    block is caught even when it still decompresses.
+    """
+    path = Path(info.file)
+    dtype = np.dtype(info.dtype)
+    disk_dtype = np.dtype(info.disk_dtype or info.dtype)  # byte order as stored
+    nbytes = int(np.prod(info.disk_shape)) * dtype.itemsize
+    buf = bytearray(nbytes)
     try:
-        data = np.asanyarray(img.dataobj)
-    except _nibabel_errors() as err:
+        with _open(path) as fh:
+            fh.seek(info.data_offset)
+            got = fh.readinto(buf)
+            fh.read()  # to EOF: gzip verifies CRC32 and size here
+    except _READ_ERRORS as err:
         raise VolumeRejectedError(
             f"truncated or corrupted file ({_short(err)}); copy or export it again"
         ) from None
-    if data.size != int(np.prod(info.shape)):
+    if got < nbytes:
         raise VolumeRejectedError(
-            f"truncated file: {data.size} voxels read, header says {info.shape}; copy it again"
+            f"truncated file: {got} of {nbytes} voxel bytes; copy or export it again"
         )
-    return data.reshape(info.shape)
+    data = np.ndarray(info.disk_shape, dtype=disk_dtype, buffer=buf, order="F")
+    if disk_dtype != dtype:
+        data = data.astype(dtype)
+    data = data.reshape(info.shape, order="F")
+    if info.scaling is not None:
+        slope, inter = info.scaling
+        data = data.astype(np.float32) * np.float32(slope) + np.float32(inter)
+    return data
 
 
-def check_pair_headers(pair: VolumePair) -> tuple[HeaderInfo, object, HeaderInfo, object]:
+def check_pair_headers(pair: VolumePair) -> tuple[HeaderInfo, HeaderInfo]:
     """Header checks of a pair (no voxels read): both headers, same shape, same affine.
 
     Returns:
-        ``(image info, image, label info, label)``; the nibabel images feed
-        :func:`read_image` / :func:`read_label`.
+        ``(image header, label header)``, which :func:`read_image` / :func:`read_label` read.
 
     Raises:
         VolumeRejectedError: a reason about the label starts with ``label <file name>:``.
     """
     if pair.label is None:
         raise VolumeRejectedError("no label file for this image")
-    info, img = check_header(pair.image)
+    info = check_header(pair.image)
     label_name = Path(pair.label).name
     try:
-        label_info, label_img = check_header(pair.label)
+        label_info = check_header(pair.label)
     except VolumeRejectedError as err:
         raise VolumeRejectedError(f"label {label_name}: {err}") from None
     if label_info.shape != info.shape:
@@ -206,12 +251,12 @@ def check_pair_headers(pair: VolumePair) -> tuple[HeaderInfo, object, HeaderInfo
             f"label {label_name}: affine differs from the image's (max diff {diff:.3g}); "
             "re-save the label with the image's affine"
         )
-    return info, img, label_info, label_img
+    return info, label_info
 
 
-def read_image(img, info: HeaderInfo) -> np.ndarray:
+def read_image(info: HeaderInfo) -> np.ndarray:
     """The image voxels, shape ``info.shape``, on-disk dtype; rejects truncation and NaN/Inf."""
-    image = _read_voxels(img, info)
+    image = _read_voxels(info)
     if image.dtype.kind == "f":
         bad = int(np.count_nonzero(~np.isfinite(image)))
         if bad:
@@ -221,14 +266,12 @@ def read_image(img, info: HeaderInfo) -> np.ndarray:
     return image
 
 
-def read_label(
-    label_img, label_info: HeaderInfo, classes: frozenset[int] = DEFAULT_CLASSES
-) -> np.ndarray:
+def read_label(label_info: HeaderInfo, classes: frozenset[int] = DEFAULT_CLASSES) -> np.ndarray:
     """The label voxels as integers, shape ``label_info.shape``; rejects values not in
     ``classes``, truncation and NaN."""
     label_name = Path(label_info.file).name
     try:
-        label = _read_voxels(label_img, label_info)
+        label = _read_voxels(label_info)
     except VolumeRejectedError as err:
         raise VolumeRejectedError(f"label {label_name}: {err}") from None
     return _check_label_values(label, classes, label_name)
@@ -248,9 +291,9 @@ def load_checked(pair: VolumePair, classes: frozenset[int] = DEFAULT_CLASSES) ->
         VolumeRejectedError: the first failing check's one-line reason; a reason about the
             label starts with ``label <file name>:``.
     """
-    info, img, label_info, label_img = check_pair_headers(pair)
-    image = read_image(img, info)
-    label = read_label(label_img, label_info, classes)
+    info, label_info = check_pair_headers(pair)
+    image = read_image(info)
+    label = read_label(label_info, classes)
     warnings = list(info.warnings) + [f"label: {w}" for w in label_info.warnings]
     return LoadedVolume(pair=pair, header=info, image=image, label=label, warnings=warnings)
 
