@@ -1,0 +1,35 @@
+"""Each selectable loss prefers the right answer to the wrong one."""
+
+from __future__ import annotations
+
+import pytest
+
+from minivess.training.config import LossName
+from minivess.training.losses import build_loss, deep_supervision_loss
+
+
+@pytest.mark.parametrize("name", list(LossName))
+def test_loss_is_lower_for_correct_prediction(name: LossName) -> None:
+    import torch
+
+    label = torch.zeros(1, 1, 12, 12, 4)
+    label[..., 4:8, 4:8, :] = 1
+    good = torch.cat([(1 - label) * 8 - 4, label * 8 - 4], dim=1)  # logits agreeing with label
+    bad = torch.cat([good[:, 1:], good[:, :1]], dim=1)  # classes swapped
+    loss = build_loss(name)
+    lg, lb = float(loss(good, label)), float(loss(bad, label))
+    assert lg < lb
+    assert torch.isfinite(torch.tensor([lg, lb])).all()
+
+
+def test_deep_supervision_heads_are_weighted() -> None:
+    import torch
+
+    label = torch.zeros(1, 1, 8, 8, 4)
+    label[..., 2:6, 2:6, :] = 1
+    good = torch.cat([(1 - label) * 8 - 4, label * 8 - 4], dim=1)
+    stacked = torch.stack([good, good], dim=1)  # (B, heads, C, x, y, z)
+    loss = build_loss("dice")
+    assert float(deep_supervision_loss(loss, stacked, label)) == pytest.approx(
+        float(loss(good, label)), rel=1e-6
+    )
