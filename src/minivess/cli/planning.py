@@ -1,9 +1,98 @@
-"""CLI commands of this area (registered by :mod:`minivess.cli`)."""
+"""CLI commands of this area: ``minivess plan`` and ``minivess calibrate``.
+
+Bodies parse, make one library call and print; heavy imports stay inside them.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
+def plan(
+    data: Annotated[
+        Path, typer.Option(help="Dataset folder, or a profile JSON from 'minivess data profile'.")
+    ],
+    model: Annotated[str, typer.Option(help="Model profile name or YAML path.")] = "dynunet",
+    hardware: Annotated[
+        Path | None, typer.Option(help="Hardware YAML replacing detection (plan for another box).")
+    ] = None,
+    gpu: Annotated[
+        str | None, typer.Option(help="Plan for a cloud VM with this accelerator, e.g. L4:1.")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a plan field: key=value.")
+    ] = None,
+    overrides: Annotated[
+        Path | None, typer.Option(help="YAML mapping of plan fields (or an experiment's plan:).")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the plan JSON here.")
+    ] = None,
+    no_calibration: Annotated[
+        bool, typer.Option(help="Ignore stored calibrations; use the profiles' static figures.")
+    ] = False,
+) -> None:
+    """Plan training for DATA × MODEL × this machine (or --hardware/--gpu); print decisions."""
+    from rich.console import Console
+
+    from minivess.errors import ConfigError
+    from minivess.planning import make_plan
+    from minivess.planning.planner import load_overrides
+    from minivess.planning.report import decisions_table
+
+    if hardware is not None and gpu is not None:
+        raise ConfigError("--hardware and --gpu both describe the machine: give only one.")
+    result = make_plan(
+        data,
+        model,
+        hardware=hardware if gpu is None else f"gpu:{gpu}",
+        overrides=load_overrides(overrides, set_),
+        use_calibration=not no_calibration,
+    )
+    Console().print(decisions_table(result))
+    if json_out is not None:
+        typer.echo(f"plan written to {result.save(json_out)}")
+
+
+def calibrate(
+    model: Annotated[str, typer.Option(help="Model profile name or YAML path.")] = "dynunet",
+    patch: Annotated[
+        list[str] | None, typer.Option(help="Patch x,y,z to measure (repeat; default: 3 sizes).")
+    ] = None,
+    batch: Annotated[int, typer.Option(help="Samples per training step.", min=1)] = 1,
+    hardware: Annotated[
+        Path | None, typer.Option(help="Hardware YAML (default: detect this machine).")
+    ] = None,
+) -> None:
+    """Measure MODEL's peak training memory on this device; store it for the planner."""
+    from minivess.errors import ConfigError
+    from minivess.planning import resolve_hardware
+    from minivess.planning.calibration import calibrate as run_calibration
+    from minivess.planning.calibration import save_calibration
+    from minivess.planning.profiles import load_model_profile
+
+    try:
+        patches = [tuple(int(v) for v in p.split(",")) for p in patch or []]
+    except ValueError:
+        raise ConfigError("--patch: expected x,y,z integers, e.g. --patch 64,64,8") from None
+    if any(len(p) != 3 for p in patches):
+        raise ConfigError("--patch: expected three integers x,y,z, e.g. --patch 64,64,8")
+    profile = load_model_profile(model)
+    cal = run_calibration(profile, resolve_hardware(hardware), patches or None, batch=batch)  # type: ignore[arg-type]
+    path = save_calibration(cal)
+    static = profile.memory(cal.device != "cpu")
+    typer.echo(
+        f"{profile.name} on {cal.device}: base {cal.base_mb:.0f} MiB + "
+        f"{cal.train_bytes_per_voxel:.0f} B/voxel (profile: {static.base_mb:.0f} MiB + "
+        f"{static.train_bytes_per_voxel:.0f} B/voxel)"
+        f" -> {path}"
+    )
+
+
 def register(app: typer.Typer, data_app: typer.Typer) -> None:
-    """Add this area's commands to the root app and the ``data`` sub-app."""
+    """Add ``plan`` and ``calibrate`` to the root app."""
+    app.command("plan")(plan)
+    app.command("calibrate")(calibrate)

@@ -1,0 +1,87 @@
+"""Adaptive planning: hardware × dataset × model → a TrainingPlan where every value is explained.
+
+Public entry points:
+    * :func:`make_plan` — convenience: profile/detect/load, then plan.
+    * :func:`minivess.planning.planner.plan_training` — the pure planner.
+    * :mod:`minivess.planning.hardware` — ``detect_hardware()``, ``load_hardware(path)``.
+    * :mod:`minivess.planning.profiles` — ``load_model_profile()``, ``list_model_profiles()``.
+    * :mod:`minivess.planning.cloud` — cloud GPU candidates, cheapest adequate first.
+    * :mod:`minivess.planning.calibration` — measured memory figures per model and device.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from minivess.data.schema import DatasetProfile
+    from minivess.planning.hardware import HardwareBudget
+    from minivess.planning.plan import TrainingPlan
+    from minivess.planning.profiles import ModelProfile
+
+__all__ = ["make_plan", "resolve_hardware"]
+
+log = logging.getLogger(__name__)
+
+
+def resolve_hardware(hardware: Path | str | HardwareBudget | None = None) -> HardwareBudget:
+    """A budget from an object, a YAML path, a cloud accelerator (``"gpu:L4:1"``), or detection."""
+    from minivess.planning.hardware import HardwareBudget, detect_hardware, load_hardware
+
+    if isinstance(hardware, HardwareBudget):
+        return hardware
+    if hardware is None:
+        return detect_hardware()
+    text = str(hardware)
+    if text.startswith("gpu:"):
+        from minivess.planning.cloud import hardware_for_accelerator
+
+        return hardware_for_accelerator(text.removeprefix("gpu:"))
+    return load_hardware(Path(text))
+
+
+def make_plan(
+    data: Path | str | DatasetProfile,
+    model: str | Path | ModelProfile,
+    *,
+    hardware: Path | str | HardwareBudget | None = None,
+    overrides: dict[str, Any] | None = None,
+    use_calibration: bool = True,
+) -> TrainingPlan:
+    """Plan training of ``model`` on ``data`` for ``hardware``.
+
+    Args:
+        data: a data directory (profiled with ``minivess.data.profiler.profile_dataset``), a
+            saved profile JSON, or a :class:`DatasetProfile`.
+        model: a profile name (``"dynunet"``), a profile YAML path, or a ModelProfile.
+        hardware: None (detect this machine), a hardware YAML path, ``"gpu:L4:1"`` (a cloud VM
+            with that accelerator, from ``configs/gpus.yaml``), or a HardwareBudget.
+        overrides: TrainingPlan field names plus ``allow_padding`` (see ``PlanOverrides``).
+        use_calibration: use a stored calibration of this model on this device when present.
+
+    Raises:
+        ConfigError / PlanError / DataError with a one-line reason.
+    """
+    from minivess.data.schema import DatasetProfile
+    from minivess.planning.calibration import load_calibration
+    from minivess.planning.planner import plan_training
+    from minivess.planning.profiles import ModelProfile, load_model_profile
+
+    if isinstance(data, DatasetProfile):
+        dataset = data
+    else:
+        path = Path(data)
+        if path.is_file() and path.suffix == ".json":
+            dataset = DatasetProfile.model_validate_json(path.read_text())
+        else:
+            from minivess.data.profiler import profile_dataset
+
+            dataset = profile_dataset(path)
+    profile = model if isinstance(model, ModelProfile) else load_model_profile(model)
+    hw = resolve_hardware(hardware)
+    cal = load_calibration(profile.name, hw.device_key) if use_calibration else None
+    if cal is not None:
+        log.info("using calibration %s", cal.file_name)
+    return plan_training(hw, dataset, profile, overrides=overrides, calibration=cal)

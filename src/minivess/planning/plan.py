@@ -56,7 +56,11 @@ class TrainingPlan(BaseModel):
     kernel_sizes: list[Shape3]
     padded_volumes: list[str] = Field(default_factory=list)
     accelerators: list[str] = Field(default_factory=list)
-    vram_estimate_mb: float = 0.0
+    vram_estimate_mb: float = Field(
+        default=0.0, description="MiB of one training step on the training device (GPU or CPU)"
+    )
+    device: str = Field(default="cpu", description="training device kind: 'cpu' or 'cuda'")
+    devices: int = Field(default=1, description="data-parallel devices (GPUs) per node")
     dataset_hash: str = ""
     decisions: list[Decision] = Field(default_factory=list)
 

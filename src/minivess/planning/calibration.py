@@ -1,0 +1,294 @@
+"""Measured memory figures of a model on a device: ``minivess calibrate --model NAME``.
+
+A few training steps run at 2-3 patch sizes; the peak memory of each is measured
+(``torch.cuda.max_memory_allocated`` on GPU, the peak RSS delta on CPU, each CPU size in a fresh
+forked process so freed memory of one size does not hide the next). A least-squares line
+``peak_mb = base_mb + batch * voxels * bytes_per_voxel / 2**20`` is fitted and stored as JSON
+under ``$MINIVESS_CACHE_DIR/calibration/`` (default ``~/.cache/minivess``), one file per
+model and device. The planner prefers it over the profile's static figures and says so.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+
+from minivess.config import StrictModel
+from minivess.data.schema import Shape3
+from minivess.errors import ConfigError
+
+if TYPE_CHECKING:
+    from minivess.planning.hardware import HardwareBudget
+    from minivess.planning.profiles import ModelProfile
+
+log = logging.getLogger(__name__)
+
+#: Environment variable overriding the cache root (calibrations live in ``<root>/calibration``).
+CACHE_DIR_ENV = "MINIVESS_CACHE_DIR"
+_MIB = 2**20
+
+
+class CalibrationPoint(StrictModel):
+    """One measurement: patch (x, y, z), network voxels, batch, peak MiB."""
+
+    patch: Shape3
+    voxels: int
+    batch: int
+    peak_mb: float
+
+
+class Calibration(StrictModel):
+    """Fitted memory model of ``model`` on ``device`` (a ``HardwareBudget.device_key``)."""
+
+    model: str
+    device: str
+    amp: bool = Field(description="measured under mixed precision")
+    base_mb: float
+    train_bytes_per_voxel: float
+    points: list[CalibrationPoint]
+    created: str
+    torch_version: str = ""
+
+    @property
+    def file_name(self) -> str:
+        """The file this calibration is stored in (name only)."""
+        return calibration_file_name(self.model, self.device)
+
+    def predict_mb(self, voxels: int, batch: int) -> float:
+        """Predicted peak MiB for ``batch`` inputs of ``voxels``."""
+        return self.base_mb + batch * voxels * self.train_bytes_per_voxel / _MIB
+
+
+def cache_root() -> Path:
+    """``$MINIVESS_CACHE_DIR`` or ``~/.cache/minivess``."""
+    env = os.environ.get(CACHE_DIR_ENV)
+    return Path(env) if env else Path.home() / ".cache" / "minivess"
+
+
+def calibration_file_name(model: str, device: str) -> str:
+    """``<model>__<device>.json``."""
+    return f"{model}__{device}.json"
+
+
+def calibration_path(model: str, device: str) -> Path:
+    """Where the calibration of ``model`` on ``device`` is stored."""
+    return cache_root() / "calibration" / calibration_file_name(model, device)
+
+
+def save_calibration(cal: Calibration, path: Path | None = None) -> Path:
+    """Write ``cal`` as JSON (default: :func:`calibration_path`) and return the path."""
+    path = Path(path) if path else calibration_path(cal.model, cal.device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(cal.model_dump_json(indent=2))
+    tmp.replace(path)
+    return path
+
+
+def load_calibration(model: str, device: str) -> Calibration | None:
+    """The stored calibration of ``model`` on ``device``, or None when there is none.
+
+    Raises:
+        ConfigError: the file exists but is unreadable (delete it or re-run calibrate).
+    """
+    path = calibration_path(model, device)
+    if not path.is_file():
+        return None
+    try:
+        return Calibration.model_validate_json(path.read_text())
+    except ValueError as err:
+        raise ConfigError(
+            f"{path}: invalid calibration ({str(err).splitlines()[0]}); delete it or run "
+            f"'minivess calibrate --model {model}' again."
+        ) from None
+
+
+def fit_memory_model(points: list[CalibrationPoint]) -> tuple[float, float]:
+    """Least-squares ``(base_mb, bytes_per_voxel)`` through ``peak_mb`` vs ``batch * voxels``.
+
+    Raises:
+        ValueError: fewer than two distinct sizes.
+    """
+    xs = [p.batch * p.voxels for p in points]
+    ys = [p.peak_mb for p in points]
+    if len(set(xs)) < 2:
+        raise ValueError("calibration needs at least two different patch sizes")
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    slope = max(slope, 1e-9)
+    base = max(my - slope * mx, 0.0)
+    return base, slope * _MIB
+
+
+def default_patches(profile: ModelProfile) -> list[Shape3]:
+    """Three valid patch sizes, small enough for a CPU run of well under a minute."""
+    from minivess.planning.topology import round_down
+
+    topo = profile.topology
+    if topo.rule == "fixed":
+        d = topo.fixed_divisor or 32
+        raw: list[Shape3] = [(d, d, d), (2 * d, d, d), (2 * d, 2 * d, d)]
+    else:
+        raw = [(32, 32, 8), (48, 48, 16), (64, 64, 16)]
+    return [(round_down(a, topo), round_down(b, topo), round_down(c, topo)) for a, b, c in raw]
+
+
+def _training_steps(net, patch: Shape3, batch: int, device: str, amp: bool, steps: int) -> None:
+    """``steps`` Adam steps of ``net`` on random data (cross-entropy, two classes)."""
+    import torch
+
+    net.to(device).train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    for _ in range(steps):
+        x = torch.randn(batch, 1, *patch, device=device)
+        y = torch.randint(0, 2, (batch, *patch), device=device)
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.split(":")[0], enabled=amp):
+            out = net(x)
+            out = out[0] if isinstance(out, (list, tuple)) else out
+            loss = loss_fn(out.float(), y)
+        loss.backward()
+        opt.step()
+
+
+def _rss_mb() -> tuple[float, float]:
+    """(current RSS, peak RSS since the last reset) of this process, MiB (Linux /proc)."""
+    cur = peak = 0.0
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            cur = int(line.split()[1]) / 1024
+        elif line.startswith("VmHWM:"):
+            peak = int(line.split()[1]) / 1024
+    return cur, peak
+
+
+def _reset_rss_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _cpu_child(profile: ModelProfile, patch: Shape3, batch: int, steps: int, conn) -> None:
+    """Body of the forked measuring process: sends (peak delta MiB) or an error string."""
+    try:
+        import torch
+
+        from minivess.models import build_model
+        from minivess.planning.planner import network_plan
+
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+        plan = network_plan(profile, patch, batch=batch, amp=False)
+        _reset_rss_peak()
+        base, _ = _rss_mb()
+        net = build_model(plan, profile=profile)
+        _training_steps(net, plan.patch_size, batch, "cpu", False, steps)
+        _, peak = _rss_mb()
+        conn.send(peak - base)
+    except Exception as err:  # reported to the parent, which raises it
+        conn.send(f"{type(err).__name__}: {err}")
+    finally:
+        conn.close()
+
+
+def measure_peak_mb(
+    profile: ModelProfile,
+    patch: Shape3,
+    batch: int = 1,
+    device: str = "cpu",
+    amp: bool = False,
+    steps: int = 2,
+) -> float:
+    """Peak training memory (MiB) of ``steps`` steps at ``patch``.
+
+    On ``cuda`` it is ``torch.cuda.max_memory_allocated``; on ``cpu`` the peak RSS delta of a
+    forked process (Linux ``/proc/self`` VmHWM after a reset), so sizes don't mask each other.
+    """
+    import torch
+
+    if device.startswith("cuda"):
+        from minivess.models import build_model
+        from minivess.planning.planner import network_plan
+
+        plan = network_plan(profile, patch, batch=batch, amp=amp)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        start = torch.cuda.memory_allocated(device)
+        net = build_model(plan, profile=profile)
+        _training_steps(net, plan.patch_size, batch, device, amp, steps)
+        peak = torch.cuda.max_memory_allocated(device) - start
+        del net
+        torch.cuda.empty_cache()
+        return peak / _MIB
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_cpu_child, args=(profile, patch, batch, steps, child))
+    proc.start()
+    child.close()
+    result = parent.recv()
+    proc.join()
+    if isinstance(result, str):
+        raise RuntimeError(f"measuring {profile.name} at patch {patch} failed: {result}")
+    return float(result)
+
+
+def calibrate(
+    profile: ModelProfile,
+    hardware: HardwareBudget,
+    patches: list[Shape3] | None = None,
+    batch: int = 1,
+    amp: bool | None = None,
+    steps: int = 2,
+    progress: bool = True,
+) -> Calibration:
+    """Measure ``profile`` at 2-3 patch sizes on this machine's device and fit the memory model.
+
+    Args:
+        profile: the model to measure.
+        hardware: this machine (its ``device_key`` names the calibration; GPU -> ``cuda``).
+        patches: (x, y, z) sizes, valid for the topology (default: :func:`default_patches`).
+        batch: samples per step.
+        amp: mixed precision (default: on GPU when the profile supports it).
+        steps: training steps per size (the peak is reached by the second, Adam's state).
+    """
+    import torch
+    from rich.progress import Progress
+
+    from minivess.planning.topology import network_shape
+
+    device = "cuda" if hardware.has_gpu else "cpu"
+    amp = (device == "cuda" and profile.supports_amp) if amp is None else amp
+    patches = patches or default_patches(profile)
+    points = []
+    with Progress(disable=not progress, transient=True) as bar:
+        label = f"calibrating {profile.name} on {hardware.device_key}"
+        task = bar.add_task(label, total=len(patches))
+        for patch in patches:
+            peak = measure_peak_mb(profile, patch, batch, device, amp, steps)
+            shape = network_shape(patch, profile.topology)
+            voxels = shape[0] * shape[1] * shape[2]
+            points.append(CalibrationPoint(patch=patch, voxels=voxels, batch=batch, peak_mb=peak))
+            log.info("%s %s: peak %.0f MiB", profile.name, patch, peak)
+            bar.advance(task)
+    base, per_voxel = fit_memory_model(points)
+    return Calibration(
+        model=profile.name,
+        device=hardware.device_key,
+        amp=amp,
+        base_mb=round(base, 1),
+        train_bytes_per_voxel=round(per_voxel, 1),
+        points=points,
+        created=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        torch_version=str(torch.__version__),
+    )

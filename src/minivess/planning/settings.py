@@ -1,0 +1,84 @@
+"""Planner constants from ``configs/planner.yaml`` and the cloud GPU table ``configs/gpus.yaml``.
+
+Each constant lives in those two files only; the planner receives them as typed objects.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+
+from minivess.config import StrictModel, config_dir, load_yaml_model
+from minivess.data.schema import Shape3
+from minivess.keys import Tier
+
+
+class TierSpec(StrictModel):
+    """One row of the seed's tier table: start values before the dataset and memory limits."""
+
+    min_vram_gb: float = Field(ge=0, description="nominal GB of a single GPU to reach this tier")
+    patch: Shape3 = Field(description="target patch (x, y, z) voxels before constraints")
+    batch: int = Field(ge=1, description="per-device batch")
+    workers: int = Field(ge=0, description="data-loader workers")
+
+
+class PlannerSettings(StrictModel):
+    """Budgets and the tier table (see ``configs/planner.yaml`` for the meaning of each)."""
+
+    vram_budget_fraction: float = Field(gt=0, le=1)
+    ram_budget_fraction: float = Field(gt=0, le=1)
+    cache_ram_fraction: float = Field(ge=0, le=1)
+    cache_bytes_factor: float = Field(gt=0)
+    cpu_fallback_vram_gb: float = Field(ge=0)
+    max_cloud_candidates: int = Field(ge=1)
+    tiers: dict[Tier, TierSpec]
+
+    def tier(self, tier: Tier) -> TierSpec:
+        """The row of ``tier``."""
+        return self.tiers[tier]
+
+
+class GpuSpec(StrictModel):
+    """One cloud GPU type: memory per card (GB) and relative price class (1 = cheapest)."""
+
+    vram_gb: float = Field(gt=0)
+    cost_class: int = Field(ge=1)
+
+
+class VmPerGpu(StrictModel):
+    """What a cloud VM offers per GPU (to plan for a GPU this machine does not have)."""
+
+    cpu_cores: int = Field(ge=1)
+    ram_gb: float = Field(gt=0)
+    disk_gb: float = Field(gt=0)
+
+
+class GpuTable(StrictModel):
+    """The cloud GPU table, keyed by SkyPilot accelerator name."""
+
+    gpus: dict[str, GpuSpec]
+    vm_per_gpu: VmPerGpu
+
+
+@lru_cache(maxsize=8)
+def _load_settings(path: Path, mtime: float) -> PlannerSettings:
+    return load_yaml_model(PlannerSettings, path)
+
+
+@lru_cache(maxsize=8)
+def _load_gpus(path: Path, mtime: float) -> GpuTable:
+    return load_yaml_model(GpuTable, path)
+
+
+def load_planner_settings(path: Path | None = None) -> PlannerSettings:
+    """Read ``configs/planner.yaml`` (or ``path``); cached per file version."""
+    path = Path(path) if path else config_dir() / "planner.yaml"
+    return _load_settings(path, path.stat().st_mtime if path.exists() else 0.0)
+
+
+def load_gpu_table(path: Path | None = None) -> GpuTable:
+    """Read ``configs/gpus.yaml`` (or ``path``); cached per file version."""
+    path = Path(path) if path else config_dir() / "gpus.yaml"
+    return _load_gpus(path, path.stat().st_mtime if path.exists() else 0.0)
