@@ -176,6 +176,7 @@ def _tube_segments(
             step = rng.normal(0.0, 0.35, 3)
             step[2] *= 0.5
             direction = direction + step
+            direction[2] *= 0.6  # cortical vessels seen from above run mostly in-plane
             direction /= np.linalg.norm(direction)
             length = float(rng.uniform(4.0, 9.0) * radius + 0.04 * lateral)
             end = pos + direction * length
