@@ -1,0 +1,270 @@
+"""``minivess launch``: plan → render → validate (SkyPilot's own code) → write → print/launch.
+
+:func:`prepare` does everything up to the printed command and never starts anything;
+:func:`execute` then runs the local command or calls SkyPilot's SDK (``sky.launch``,
+``sky.jobs.launch``, ``sky.serve.up``), which starts SkyPilot's local API server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from minivess.config import config_dir, read_yaml
+from minivess.errors import ConfigError
+from minivess.launch import secrets as secret_guard
+from minivess.launch.render import RenderContext, Rendered, SynthSpec, dump_task, render_task
+from minivess.launch.skycheck import validate_task
+from minivess.launch.ssh import DEFAULT_POOLS_FILE, write_pool_entry
+from minivess.launch.targets import Job, Kind, TargetConfig, load_target, target_path
+from minivess.planning.plan import Decision, TrainingPlan
+
+log = logging.getLogger(__name__)
+
+#: The project root: synced to nodes as ``workdir``; holds ``sky/`` templates.
+REPO_DIR = Path(__file__).resolve().parents[3]
+#: Default folder for rendered tasks (git-ignored).
+DEFAULT_OUT = REPO_DIR / "sky" / "rendered"
+#: Isolated SkyPilot home for offline validation (never the user's ~/.sky).
+DEFAULT_RUNTIME_DIR = Path("~/.cache/minivess/sky-offline")
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """What ``minivess launch`` was asked to do (built at the CLI boundary)."""
+
+    target: str
+    data: Path | None = None
+    model: str | None = None
+    config: str | None = None
+    dry_run: bool = True
+    out_dir: Path = DEFAULT_OUT
+    runtime_dir: Path = DEFAULT_RUNTIME_DIR
+    pools_file: Path = DEFAULT_POOLS_FILE
+    repo_dir: Path = REPO_DIR
+    workspace: Path | None = None
+
+
+@dataclass
+class Prepared:
+    """A validated, written task and the command that launches it."""
+
+    target: TargetConfig
+    yaml_path: Path
+    plan_path: Path
+    config: dict[str, Any]
+    command: str
+    decisions: list[Decision]
+    pool_file: Path | None = None
+    missing_secrets: list[str] = field(default_factory=list)
+
+
+def sky_command(target: TargetConfig, yaml_path: Path, pool_file: Path | None) -> str:
+    """The exact ``sky`` command for this target (secrets by name: ``--secret NAME``)."""
+    secrets = "".join(f" --secret {name}" for name in target.secrets)
+    path = shlex.quote(str(yaml_path))
+    if target.kind is Kind.SPOT:
+        return f"sky jobs launch -n {target.name} {path}{secrets}"
+    if target.kind is Kind.SERVE:
+        return f"sky serve up -n {target.name} {path}{secrets}"
+    if target.kind is Kind.SSH:
+        assert target.pool is not None
+        up = f"sky ssh up --infra {target.pool.name}"
+        if pool_file is not None and pool_file != DEFAULT_POOLS_FILE.expanduser():
+            up += f" -f {shlex.quote(str(pool_file))}"
+        return f"{up} && sky launch -c {target.name} {path}{secrets}"
+    return f"sky launch -c {target.name} {path}{secrets}"
+
+
+def local_gpu_names(known: list[str]) -> list[str]:
+    """This machine's GPUs as SkyPilot accelerator strings (``"A100:2"``), known names only."""
+    from minivess.planning.hardware import detect_hardware
+
+    hw = detect_hardware()
+    if not hw.gpu_count or not hw.gpu_name:
+        return []
+    name = hw.gpu_name.upper()
+    for candidate in sorted(known, key=len, reverse=True):
+        base, _, mem = candidate.upper().partition("-")
+        if base in name and (not mem or mem in name):
+            return [f"{candidate}:{hw.gpu_count}"]
+    log.info("launch: local GPU %r is not in configs/gpus.yaml; rendered without accelerators",
+             hw.gpu_name)
+    return []
+
+
+def _known_gpus() -> list[str]:
+    path = config_dir() / "gpus.yaml"
+    raw = read_yaml(path) if path.is_file() else {}
+    return list((raw.get("gpus") or {}).keys()) if isinstance(raw, dict) else []
+
+
+def _load_template(target: TargetConfig, repo_dir: Path) -> tuple[dict[str, Any], str]:
+    path = Path(target.template)
+    if not path.is_absolute():
+        path = repo_dir / "sky" / path
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a SkyPilot task template must be a mapping.")
+    return raw, str(path)
+
+
+def _make_plan(data_dir: Path, model: str, exp: Any) -> TrainingPlan:
+    from minivess.planning import make_plan
+
+    return make_plan(data_dir, model, hardware=exp.hardware, overrides=exp.plan or None)
+
+
+def _ensure_local_data(exp: Any, settings: Any) -> Path:
+    """The embedded default when the experiment has no data dir: synthesise it once."""
+    data_dir = settings.data_dir
+    if not (data_dir / "raw").is_dir():
+        from minivess.data.synth import synthesize
+
+        log.info("launch: no data dir configured: synthesising MiniVess-like data into %s "
+                 "(as `minivess experiment` does)", data_dir)
+        synthesize(data_dir, scale=exp.data.synth_scale, n_volumes=exp.data.synth_volumes,
+                   seed=exp.data.seed)
+    return data_dir
+
+
+def build_context(
+    target: TargetConfig, opts: LaunchOptions, exp: Any, settings: Any, data_dir: Path | None
+) -> RenderContext:
+    """Gather the render context from the experiment config and storage settings."""
+    s3 = settings.storage.s3
+    s3_envs = {}
+    if s3.bucket:
+        s3_envs["MINIVESS_S3_BUCKET"] = s3.bucket
+    if s3.endpoint_url:
+        s3_envs["MINIVESS_S3_ENDPOINT_URL"] = s3.endpoint_url
+    exp_cfg = None
+    if target.job is Job.EXPERIMENT:
+        from minivess.experiment import experiment_path
+
+        path = experiment_path(opts.config).absolute()
+        try:
+            exp_cfg = str(path.relative_to(opts.repo_dir))
+        except ValueError:
+            raise ConfigError(
+                f"{path}: job experiment needs the experiment YAML inside the project "
+                f"({opts.repo_dir}), which is what is synced to the node."
+            ) from None
+    epochs = exp.training.get("epochs") if isinstance(exp.training, dict) else None
+    return RenderContext(
+        model=opts.model or exp.model,
+        workdir=opts.repo_dir,
+        experiment=exp.name,
+        data_dir=data_dir,
+        synth=SynthSpec(exp.data.synth_scale, exp.data.seed, exp.data.synth_volumes),
+        epochs=epochs,
+        experiment_config=exp_cfg,
+        checkpoint_uri=s3.uri(s3.checkpoint_prefix) if s3.enabled else None,
+        local_checkpoint_dir=settings.checkpoints_dir,
+        s3_envs=s3_envs,
+        local_accelerators=tuple(local_gpu_names(_known_gpus()))
+        if target.kind is Kind.LOCAL else (),
+    )
+
+
+def render_and_write(
+    plan: TrainingPlan,
+    target: TargetConfig,
+    ctx: RenderContext,
+    opts: LaunchOptions,
+    origin: str,
+    environ: Mapping[str, str],
+) -> Prepared:
+    """Render, guard secrets, validate with SkyPilot, then write (a failed render writes
+    nothing and leaves earlier files intact)."""
+    template, template_path = _load_template(target, opts.repo_dir)
+    rendered: Rendered = render_task(plan, target, ctx, template, origin=origin)
+    for d in rendered.decisions:
+        log.info("launch: %s = %s (%s)", d.name, d.value, d.reason)
+    text = dump_task(rendered.config)
+    secret_guard.assert_clean(text, environ, target.secrets, where=f"rendered {target.kind}")
+    out = Path(opts.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = target_path(opts.target).stem
+    yaml_path = out / f"{stem}.yaml"
+    tmp = out / f".{stem}.yaml.tmp"
+    tmp.write_text(f"# Rendered by `minivess launch --target {opts.target}`; edit "
+                   f"{origin} or {template_path} instead.\n{text}")
+    try:
+        validate_task(
+            tmp, serve=target.kind is Kind.SERVE, runtime_dir=Path(opts.runtime_dir).expanduser(),
+            accelerators=rendered.accelerators, clouds=list(target.infra),
+            pool=target.pool.name if target.kind is Kind.SSH and target.pool else None,
+            template=template_path,
+        )
+    except Exception:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, yaml_path)
+    plan_path = plan.save(out / f"{stem}.plan.json")
+    pool_file = None
+    if target.kind is Kind.SSH and target.pool is not None:
+        pool_file = write_pool_entry(target.pool, out / "ssh_node_pools.yaml")
+        if not opts.dry_run:
+            pool_file = write_pool_entry(target.pool, Path(opts.pools_file).expanduser())
+    if target.kind is Kind.LOCAL:
+        run = shlex.quote(rendered.config["run"])
+        command = f"cd {shlex.quote(str(ctx.workdir))} && bash -c {run}"
+    else:
+        command = sky_command(target, yaml_path, pool_file)
+    secret_guard.assert_clean(command, environ, target.secrets, where="printed command")
+    missing = [n for n in target.secrets if not environ.get(n)]
+    return Prepared(target, yaml_path, plan_path, rendered.config, command,
+                    rendered.decisions, pool_file, missing)
+
+
+def prepare(opts: LaunchOptions, environ: Mapping[str, str] | None = None) -> Prepared:
+    """Plan, render, validate and write the task for ``opts.target``; start nothing."""
+    from minivess.experiment import load_experiment
+    from minivess.settings import load_settings
+
+    env = os.environ if environ is None else environ
+    origin = str(target_path(opts.target))
+    target = load_target(opts.target)
+    exp = load_experiment(opts.config)
+    settings = load_settings(workspace=opts.workspace, environ=dict(env))
+    data_dir = opts.data or exp.data.dir
+    plan_dir = data_dir if data_dir is not None else _ensure_local_data(exp, settings)
+    if data_dir is None and target.kind is Kind.LOCAL:
+        data_dir = plan_dir
+    plan = _make_plan(Path(plan_dir), opts.model or exp.model, exp)
+    ctx = build_context(target, opts, exp, settings, data_dir)
+    prepared = render_and_write(plan, target, ctx, opts, origin, env)
+    for name in prepared.missing_secrets:
+        log.warning("launch: secret %s is not set in this shell: `--secret %s` will fail; "
+                    "export it or remove it from %s", name, name, origin)
+    return prepared
+
+
+def execute(prepared: Prepared, environ: Mapping[str, str] | None = None) -> int:
+    """Run the prepared task: locally for ``local``, else through SkyPilot's SDK."""
+    env = dict(os.environ if environ is None else environ)
+    cfg = prepared.config
+    if prepared.target.kind is Kind.LOCAL:
+        env.update({k: str(v) for k, v in (cfg.get("envs") or {}).items()})
+        return subprocess.run(["bash", "-c", cfg["run"]], cwd=cfg["workdir"], env=env,
+                              check=False).returncode
+    import sky
+
+    secrets = [(n, env[n]) for n in prepared.target.secrets if env.get(n)]
+    task = sky.Task.from_yaml_config(read_yaml(prepared.yaml_path), secrets_overrides=secrets)
+    target = prepared.target
+    if target.kind is Kind.SPOT:
+        request = sky.jobs.launch(task, name=target.name)
+    elif target.kind is Kind.SERVE:
+        request = sky.serve.up(task, service_name=target.name)
+    else:
+        request = sky.launch(task, cluster_name=target.name)
+    sky.stream_and_get(request)
+    return 0

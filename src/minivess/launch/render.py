@@ -1,0 +1,417 @@
+"""Plan + target settings + template → a SkyPilot task config (a plain dict, dumped as YAML).
+
+Pure functions: no SkyPilot import, no I/O. :func:`render_task` returns the task dict and the
+decisions it took, each with its reason. The ``run:`` command is the same ``minivess`` call a
+user types locally; on more than one node it is wrapped in ``torchrun`` fed by SkyPilot's
+``SKYPILOT_NODE_IPS`` / ``SKYPILOT_NODE_RANK`` / ``SKYPILOT_NUM_GPUS_PER_NODE``.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from minivess.config import deep_merge
+from minivess.errors import ConfigError, PlanError
+from minivess.keys import Source
+from minivess.launch.targets import Job, Kind, TargetConfig
+from minivess.planning.plan import Decision, TrainingPlan
+from minivess.tracking.contract import REGISTERED_MODEL
+
+#: SkyPilot sets this on managed jobs; it stays the same across spot recoveries.
+TASK_ID_VAR = "SKYPILOT_TASK_ID"
+#: Port torchrun's rendezvous uses on the head node.
+MASTER_PORT = 29500
+#: Bucket URI schemes SkyPilot can mount.
+BUCKET_SCHEMES = ("s3://", "gs://", "r2://", "cos://", "oci://", "https://", "nebius://")
+
+
+@dataclass(frozen=True)
+class SynthSpec:
+    """Synthesise the embedded MiniVess-like default on the node (no dataset configured)."""
+
+    scale: str = "small"
+    seed: int = 0
+    n_volumes: int | None = None
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    """Everything besides the plan and the target that shapes the task.
+
+    Args:
+        model: model profile name (``configs/model_profiles/<model>.yaml``).
+        workdir: project root synced to the node (absolute).
+        experiment: experiment name (checkpoint sub-folder, as the train flow does).
+        data_dir: local dataset dir; ``None`` means :attr:`synth` on the node.
+        epochs: epochs for ``minivess train`` (``None`` = its default).
+        experiment_config: experiment YAML, relative to ``workdir`` (``job: experiment``).
+        checkpoint_uri: the storage settings' checkpoint root when it is a bucket URI.
+        local_checkpoint_dir: checkpoint root for the local target.
+        s3_envs: non-secret storage settings to forward (bucket name, endpoint URL).
+        local_accelerators: SkyPilot names of this machine's GPUs (local target).
+    """
+
+    model: str
+    workdir: Path
+    experiment: str = "default"
+    data_dir: Path | None = None
+    synth: SynthSpec = field(default_factory=SynthSpec)
+    epochs: int | None = None
+    experiment_config: str | None = None
+    checkpoint_uri: str | None = None
+    local_checkpoint_dir: Path | None = None
+    s3_envs: dict[str, str] = field(default_factory=dict)
+    local_accelerators: tuple[str, ...] = ()
+
+
+@dataclass
+class Rendered:
+    """A rendered task and the decisions behind it."""
+
+    config: dict[str, Any]
+    decisions: list[Decision]
+    accelerators: list[str]
+
+
+def _decide(decisions: list[Decision], name: str, value: Any, reason: str) -> None:
+    decisions.append(Decision(name=name, value=value, reason=reason, source=Source.AUTO))
+
+
+def _gpu_name(accelerator: str) -> str:
+    return accelerator.split(":", 1)[0]
+
+
+def _gpu_count(accelerator: str) -> int:
+    _, _, count = accelerator.partition(":")
+    return int(count) if count.strip().isdigit() else 1
+
+
+def select_candidates(plan: TrainingPlan, target: TargetConfig, origin: str) -> list[str]:
+    """The planner's cloud candidates (cheapest adequate first) the target allows.
+
+    Raises:
+        PlanError: no configured GPU fits the plan.
+    """
+    if not plan.accelerators:
+        raise PlanError(
+            f"the plan for '{plan.model}' (patch {list(plan.patch_size)}, batch "
+            f"{plan.batch_size}, ~{plan.vram_estimate_mb:.0f} MB VRAM) fits no GPU in "
+            "configs/gpus.yaml. Fix: lower batch_size/patch_size with --set, or add a larger "
+            "GPU to configs/gpus.yaml."
+        )
+    allowed = {_gpu_name(a).upper() for a in target.accelerators_allowed}
+    picked = [a for a in plan.accelerators if not allowed or _gpu_name(a).upper() in allowed]
+    if not picked:
+        raise PlanError(
+            f"{origin}: accelerators_allowed {target.accelerators_allowed} contains none of "
+            f"the GPUs that fit the plan ({', '.join(plan.accelerators)}, "
+            f"~{plan.vram_estimate_mb:.0f} MB VRAM). Fix: allow one of those, or shrink the "
+            "plan with --set batch_size=... / patch_size=[...]."
+        )
+    return picked[: target.max_candidates]
+
+
+def resources_section(
+    target: TargetConfig, accelerators: list[str], decisions: list[Decision]
+) -> dict[str, Any]:
+    """``resources:``: candidates (ordered / any_of) × allowed infra, spot, disk, image."""
+    res: dict[str, Any] = {"disk_size": target.disk_size}
+    infra = list(target.infra)
+    if target.kind is Kind.SSH:
+        assert target.pool is not None  # guaranteed by TargetConfig
+        infra = [f"ssh/{target.pool.name}"]
+    items: list[dict[str, Any]] = []
+    for acc in accelerators:
+        if infra:
+            items.extend({"accelerators": acc, "infra": i} for i in infra)
+        else:
+            items.append({"accelerators": acc})
+    if len(items) == 1:
+        res.update(items[0])
+    elif items:
+        res[target.candidates] = items
+    elif len(infra) == 1:
+        res["infra"] = infra[0]
+    elif infra:
+        res["any_of"] = [{"infra": i} for i in infra]
+    if items:
+        _decide(
+            decisions,
+            "resources.accelerators",
+            accelerators,
+            f"{target.candidates} candidates"
+            + (f" × infra {infra}" if infra else " on any enabled cloud")
+            + (" from this machine's GPUs" if target.kind is Kind.LOCAL
+               else " from the planner's cloud inversion (cheapest adequate first)"),
+        )
+    if target.use_spot:
+        res["use_spot"] = True
+    if target.image_id:
+        res["image_id"] = target.image_id
+        _decide(decisions, "resources.image_id", target.image_id, "configured in the target")
+    if target.kind is Kind.SERVE:
+        assert target.service is not None
+        res["ports"] = target.service.port
+    if target.job_recovery is not None:
+        res["job_recovery"] = recovery_section(target, decisions)
+    return res
+
+
+def recovery_section(target: TargetConfig, decisions: list[Decision]) -> dict[str, Any]:
+    """``job_recovery``: strategy, restarts, and the trainer's retryable exit code."""
+    from minivess.training.loop import PREEMPTED_EXIT_CODE
+
+    assert target.job_recovery is not None
+    codes = sorted({PREEMPTED_EXIT_CODE, *target.job_recovery.extra_exit_codes})
+    _decide(
+        decisions,
+        "resources.job_recovery.recover_on_exit_codes",
+        codes,
+        f"{PREEMPTED_EXIT_CODE} = minivess.training PREEMPTED_EXIT_CODE (SIGTERM flushed a "
+        "checkpoint; rerunning resumes it)",
+    )
+    return {
+        "strategy": target.job_recovery.strategy,
+        "max_restarts_on_errors": target.job_recovery.max_restarts_on_errors,
+        "recover_on_exit_codes": codes,
+    }
+
+
+def _q(value: str | Path) -> str:
+    """Shell-quote, but leave ``$VARS`` / ``~`` expandable (they're ours, not user input)."""
+    text = str(value)
+    if text.startswith("~/"):
+        return "~/" + _q(text[2:])
+    if "$" in text:
+        return f'"{text}"'
+    return shlex.quote(text)
+
+
+def _checkpoint_dir(
+    target: TargetConfig, ctx: RenderContext, plan: TrainingPlan, decisions: list[Decision]
+) -> str:
+    """Checkpoint folder for ``minivess train``: one per SkyPilot task (stable across
+    recoveries) under the bucket mount, or one per plan locally."""
+    if target.kind is Kind.LOCAL:
+        root = ctx.local_checkpoint_dir or (ctx.workdir / "workspace" / "checkpoints")
+        path = f"{root}/{ctx.experiment}/{plan.plan_hash}"
+        reason = "local run: one folder per plan, so a rerun resumes"
+    elif target.checkpoints is not None:
+        path = f"{target.checkpoints.mount_path}/{ctx.experiment}/${{{TASK_ID_VAR}}}"
+        reason = (
+            f"bucket mounted {target.checkpoints.mode} at {target.checkpoints.mount_path}; "
+            f"${TASK_ID_VAR} is stable across recoveries, so a recovered job resumes"
+        )
+    elif ctx.checkpoint_uri:
+        path = f"{ctx.checkpoint_uri}/{ctx.experiment}/${{{TASK_ID_VAR}}}"
+        reason = "storage settings' bucket, written directly by the trainer"
+    else:
+        path = f"{target.workspace}/checkpoints/{ctx.experiment}/${{{TASK_ID_VAR}}}"
+        reason = "no bucket configured: checkpoints stay on the node's disk"
+    _decide(decisions, "checkpoint_dir", path, reason)
+    return path
+
+
+def _data_arg(target: TargetConfig, ctx: RenderContext) -> tuple[str, list[str]]:
+    """The ``--data`` value and any command that must run before (synthesis)."""
+    if target.kind is Kind.LOCAL:
+        if ctx.data_dir is None:
+            raise ConfigError("local target: no data dir (pass --data or set data.dir).")
+        return str(ctx.data_dir), []
+    if target.data.source is not None or ctx.data_dir is not None:
+        return target.data.mount_path, []
+    data = f"{target.workspace}/data"
+    synth = ["minivess", "data", "synth", data, "--scale", ctx.synth.scale,
+             "--seed", str(ctx.synth.seed)]
+    if ctx.synth.n_volumes:
+        synth += ["--n-volumes", str(ctx.synth.n_volumes)]
+    return data, [" ".join(_q(p) for p in synth)]
+
+
+def train_args(
+    target: TargetConfig, ctx: RenderContext, plan: TrainingPlan, decisions: list[Decision]
+) -> tuple[list[str], list[str]]:
+    """(``minivess`` sub-command and arguments, commands to run before it)."""
+    if target.job is Job.EXPERIMENT:
+        cfg = ctx.experiment_config or "configs/experiments/default.yaml"
+        return ["experiment", "--config", cfg, "--workspace", target.workspace], []
+    data, before = _data_arg(target, ctx)
+    args = ["train", "--data", data, "--model", ctx.model]
+    if ctx.epochs is not None:
+        args += ["--epochs", str(ctx.epochs)]
+    args += ["--checkpoint-dir", _checkpoint_dir(target, ctx, plan, decisions)]
+    return args, before
+
+
+def torchrun_command(args: list[str]) -> str:
+    """Multi-node DDP: ``torchrun -m minivess <args>`` from SkyPilot's node variables."""
+    return "\n".join([
+        'MASTER_ADDR=$(echo "$SKYPILOT_NODE_IPS" | head -n1)',
+        "torchrun --nnodes=$SKYPILOT_NUM_NODES "
+        "--nproc_per_node=$SKYPILOT_NUM_GPUS_PER_NODE "
+        '--node_rank=$SKYPILOT_NODE_RANK --master_addr="$MASTER_ADDR" '
+        f"--master_port={MASTER_PORT} -m minivess " + " ".join(_q(a) for a in args),
+    ])
+
+
+def run_section(
+    target: TargetConfig,
+    ctx: RenderContext,
+    plan: TrainingPlan,
+    accelerators: list[str],
+    decisions: list[Decision],
+) -> str:
+    """``run:``: the same ``minivess`` call a user types locally."""
+    if target.kind is Kind.SERVE:
+        assert target.service is not None
+        uri = target.service.model_uri or f"models:/{REGISTERED_MODEL}/latest"
+        _decide(decisions, "serve.model_uri", uri, "the registered champion unless configured")
+        return "set -e\n" + " ".join(
+            _q(a) for a in ["minivess", "serve", "--model-uri", uri,
+                            "--port", str(target.service.port)]
+        ) + "\n"
+    args, before = train_args(target, ctx, plan, decisions)
+    multi_gpu = bool(accelerators) and min(_gpu_count(a) for a in accelerators) > 1
+    if target.num_nodes > 1 or multi_gpu:
+        if target.job is not Job.TRAIN:
+            raise ConfigError(
+                "multi-node/multi-GPU runs wrap `minivess train` in torchrun: set `job: train`."
+            )
+        main = torchrun_command(args)
+        _decide(decisions, "run.launcher", "torchrun",
+                f"num_nodes={target.num_nodes}, GPUs per node from the candidates: DDP")
+    else:
+        main = " ".join(_q(a) for a in ["minivess", *args])
+    return "\n".join(["set -e", *before, main]) + "\n"
+
+
+def setup_section(target: TargetConfig) -> str | None:
+    """``setup:``: install, plus ``dvc pull`` in a DVC repo."""
+    lines = ["set -e"]
+    if target.install.strip():
+        lines.append(target.install.strip())
+    if target.data.dvc_pull and target.kind is not Kind.SERVE:
+        lines.append("if [ -d .dvc ]; then dvc pull; fi")
+    return "\n".join(lines) + "\n" if len(lines) > 1 else None
+
+
+def file_mounts_section(
+    target: TargetConfig, ctx: RenderContext, decisions: list[Decision]
+) -> dict[str, Any]:
+    """``file_mounts:``: the checkpoint bucket (MOUNT_CACHED) and the data."""
+    mounts: dict[str, Any] = {}
+    if target.kind in (Kind.LOCAL, Kind.SERVE):
+        return mounts
+    if target.checkpoints is not None and target.job is Job.TRAIN:
+        uri = target.checkpoints.uri or ctx.checkpoint_uri
+        if not uri:
+            raise ConfigError(
+                f"target '{target.name}' needs a checkpoint bucket: set checkpoints.uri in its "
+                "configs/targets file, or s3.bucket in configs/storage.yaml "
+                "(or MINIVESS_S3_BUCKET)."
+            )
+        if not uri.startswith(BUCKET_SCHEMES):
+            raise ConfigError(
+                f"checkpoints.uri '{uri}' is not a bucket URI (s3://, gs://, r2://, ...)."
+            )
+        mounts[target.checkpoints.mount_path] = {"source": uri, "mode": target.checkpoints.mode}
+    source = target.data.source
+    if source is None and ctx.data_dir is not None:
+        source = str(Path(ctx.data_dir).absolute())
+    if source is not None:
+        if source.startswith(BUCKET_SCHEMES):
+            mounts[target.data.mount_path] = {"source": source, "mode": "MOUNT"}
+        else:
+            mounts[target.data.mount_path] = source
+        _decide(decisions, "file_mounts.data", target.data.mount_path, f"from {source}")
+    return mounts
+
+
+def service_section(target: TargetConfig) -> dict[str, Any]:
+    """SkyServe ``service:``: readiness probe, replica policy, port."""
+    assert target.service is not None
+    svc = target.service
+    policy = svc.replica_policy.model_dump(exclude_none=True)
+    return {
+        "readiness_probe": {
+            "path": svc.readiness_path,
+            "initial_delay_seconds": svc.initial_delay_seconds,
+            "timeout_seconds": svc.readiness_timeout_seconds,
+        },
+        "replica_policy": policy,
+        "ports": svc.port,
+    }
+
+
+def render_task(
+    plan: TrainingPlan,
+    target: TargetConfig,
+    ctx: RenderContext,
+    template: dict[str, Any] | None = None,
+    origin: str = "target",
+) -> Rendered:
+    """Render the SkyPilot task for ``target``; the template supplies anything we don't set.
+
+    Raises:
+        PlanError: no allowed GPU fits the plan.
+        ConfigError: the target cannot be rendered (missing bucket, data, ...).
+    """
+    decisions: list[Decision] = []
+    if target.kind is Kind.LOCAL:
+        accelerators = list(ctx.local_accelerators)
+        if not accelerators:
+            _decide(decisions, "resources.accelerators", [], "this machine has no known GPU")
+    else:
+        accelerators = select_candidates(plan, target, origin)
+    base = dict(template or {})
+    base_res = {k: v for k, v in dict(base.pop("resources", None) or {}).items()
+                if k not in ("accelerators", "ordered", "any_of", "infra", "cloud")}
+    task: dict[str, Any] = {"name": target.name}
+    if target.num_nodes > 1:
+        task["num_nodes"] = target.num_nodes
+    task["workdir"] = str(ctx.workdir)
+    task["resources"] = deep_merge(base_res, resources_section(target, accelerators, decisions))
+    envs = {"MINIVESS_TARGET": target.kind.value, "MINIVESS_PLAN_HASH": plan.plan_hash}
+    if target.job is Job.EXPERIMENT:
+        envs.update(ctx.s3_envs)
+    envs.update(target.envs)
+    task["envs"] = envs
+    if target.secrets:
+        task["secrets"] = {name: None for name in target.secrets}
+    mounts = file_mounts_section(target, ctx, decisions)
+    if mounts:
+        task["file_mounts"] = mounts
+    setup = setup_section(target)
+    if setup and target.kind is not Kind.LOCAL:
+        task["setup"] = setup
+    task["run"] = run_section(target, ctx, plan, accelerators, decisions)
+    if target.kind is Kind.SERVE:
+        task["service"] = service_section(target)
+    merged = deep_merge(base, task)
+    # Our sections replace the template's (a deep merge would keep stale template keys).
+    for key in ("run", "setup", "file_mounts", "resources"):
+        if key in task:
+            merged[key] = task[key]
+    order = ["name", "num_nodes", "workdir", "resources", "envs", "secrets", "file_mounts",
+             "setup", "run", "service"]
+    config = {k: merged[k] for k in order if k in merged}
+    config.update({k: v for k, v in merged.items() if k not in config})
+    return Rendered(config=config, decisions=decisions, accelerators=accelerators)
+
+
+def dump_task(config: dict[str, Any]) -> str:
+    """YAML text of a task; multi-line scripts as ``|`` blocks, as people write them."""
+    import yaml
+
+    class _Dumper(yaml.SafeDumper):
+        pass
+
+    def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    _Dumper.add_representer(str, _str)
+    return yaml.dump(config, Dumper=_Dumper, sort_keys=False, width=100)

@@ -1,0 +1,181 @@
+"""Validate a rendered task with SkyPilot's own code, offline, in an isolated SkyPilot home.
+
+:func:`validate_task` runs ``python -m minivess.launch.skycheck`` in a child process whose
+``HOME`` and ``SKY_RUNTIME_DIR`` point at a minivess-owned runtime dir, because ``import sky``
+writes under ``~/.sky`` and SkyPilot fixes its catalog path at import time. The child:
+
+1. writes a small accelerators catalog (``.sky/catalogs/<v>/common/accelerators.csv``, columns
+   ``AcceleratorName,Clouds``; without a ``.meta/*.md5`` SkyPilot treats it as user-made and
+   never downloads it), and for an SSH pool the state ``sky ssh up`` leaves behind (the pool
+   entry and a ``ssh-<pool>`` kube context, never contacted);
+2. runs ``sky.Task.from_yaml`` (schema, "did you mean"), ``Task.validate()`` and, for a service,
+   ``sky.serve.serve_utils.validate_service_task``;
+3. prints one JSON line: ``{"ok": bool, "stage": ..., "error": ...}``.
+
+The real user's ``~/.sky`` is never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from minivess.errors import ConfigError
+
+#: Hints appended to SkyPilot's verbatim message, matched on its text (first match wins).
+HINTS: tuple[tuple[str, str], ...] = (
+    ("did you mean", "fix the key's spelling in the template ({template}) or the target YAML"),
+    ("Invalid task YAML", "the template ({template}) or target YAML has a field SkyPilot "
+     "does not know; see https://docs.skypilot.co/en/latest/reference/yaml-spec.html"),
+    ("Invalid resources YAML", "a resources field in the template ({template}) or target "
+     "YAML is wrong; see https://docs.skypilot.co/en/latest/reference/yaml-spec.html"),
+    ("job_recovery is disabled", "remove job_recovery from the serve target: SkyServe "
+     "replaces preempted replicas itself (use replica_policy.base_ondemand_fallback_replicas "
+     "or dynamic_ondemand_fallback)"),
+    ("either all use spot", "set use_spot for all candidates or none"),
+    ("does not exist", "check --data / data.source and the workdir"),
+    ("SSH Node Pool", "check pool.name in the ssh target"),
+)
+DEFAULT_HINT = "see https://docs.skypilot.co/en/latest/reference/yaml-spec.html"
+
+
+class SkyValidationError(ConfigError):
+    """SkyPilot rejected a rendered task."""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    stage: str = ""
+    error: str = ""
+
+
+def hint_for(message: str, template: str) -> str:
+    """Our hint for a SkyPilot error message."""
+    for needle, hint in HINTS:
+        if needle.lower() in message.lower():
+            return hint.format(template=template)
+    return DEFAULT_HINT
+
+
+def _write_offline_state(runtime: Path, accelerators: list[str], clouds: list[str],
+                         pool: str | None) -> None:
+    """Catalog + SSH pool state so ``Task.validate()`` needs no network (see module doc)."""
+    from sky.skylet import constants
+
+    catalog = runtime / ".sky" / "catalogs" / constants.CATALOG_SCHEMA_VERSION / "common"
+    catalog.mkdir(parents=True, exist_ok=True)
+    names = sorted({a.split(":", 1)[0] for a in accelerators})
+    cloud_list = repr([c.upper() for c in clouds] or ["AWS", "GCP", "AZURE"])
+    rows = ["AcceleratorName,Clouds", *(f'{n},"{cloud_list}"' for n in names)]
+    (catalog / "accelerators.csv").write_text("\n".join(rows) + "\n")
+    if pool:
+        home = Path(os.environ["HOME"])
+        (home / ".sky").mkdir(parents=True, exist_ok=True)
+        (home / ".sky" / "ssh_node_pools.yaml").write_text(
+            f"{pool}:\n  hosts: [offline-validation]\n"
+        )
+        (home / ".kube").mkdir(parents=True, exist_ok=True)
+        ctx = f"ssh-{pool}"
+        (home / ".kube" / "config").write_text(
+            "apiVersion: v1\nkind: Config\n"
+            f"clusters:\n- name: {ctx}\n  cluster: {{server: 'https://127.0.0.1:9'}}\n"
+            f"contexts:\n- name: {ctx}\n  context: {{cluster: {ctx}, user: {ctx}}}\n"
+            f"current-context: {ctx}\nusers:\n- name: {ctx}\n  user: {{}}\n"
+        )
+
+
+def check_in_process(path: Path, serve: bool) -> CheckResult:
+    """Run SkyPilot's parser and validators on ``path`` in this process."""
+    from sky.serve import serve_utils
+
+    import sky
+
+    try:
+        task = sky.Task.from_yaml(str(path))
+    except Exception as err:  # SkyPilot raises several types; we report them verbatim
+        return CheckResult(False, "parse", str(err))
+    try:
+        task.validate()
+    except Exception as err:
+        return CheckResult(False, "validate", str(err))
+    if serve:
+        try:
+            serve_utils.validate_service_task(task, pool=False)
+        except Exception as err:
+            return CheckResult(False, "service", str(err))
+    return CheckResult(True)
+
+
+def validate_task(
+    path: Path,
+    *,
+    serve: bool,
+    runtime_dir: Path,
+    accelerators: list[str],
+    clouds: list[str] | None = None,
+    pool: str | None = None,
+    template: str = "sky/train.yaml",
+    timeout_s: float = 120.0,
+) -> None:
+    """Validate ``path`` with SkyPilot offline, in an isolated child process.
+
+    Raises:
+        SkyValidationError: SkyPilot's message verbatim, the stage, and our hint.
+    """
+    runtime_dir = Path(runtime_dir).absolute()
+    home = runtime_dir / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SKYPILOT_")}
+    env.update(HOME=str(home), SKY_RUNTIME_DIR=str(runtime_dir),
+               SKYPILOT_DISABLE_USAGE_COLLECTION="1", PYTHONWARNINGS="ignore")
+    cmd = [sys.executable, "-m", "minivess.launch.skycheck", str(Path(path).absolute()),
+           "--accelerators", ",".join(accelerators), "--clouds", ",".join(clouds or [])]
+    if serve:
+        cmd.append("--serve")
+    if pool:
+        cmd += ["--pool", pool]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s,
+                          cwd=str(Path(path).absolute().parent), check=False)
+    result = None
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("{"):
+            result = CheckResult(**json.loads(line))
+            break
+    if result is None:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise SkyValidationError(
+            f"{path}: SkyPilot validation did not run (exit {proc.returncode}): "
+            + " | ".join(tail)
+        )
+    if not result.ok:
+        raise SkyValidationError(
+            f"{path}: SkyPilot rejected the task ({result.stage}): {result.error.strip()} "
+            f"Hint: {hint_for(result.error, template)}."
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Child-process entry point; prints one JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("yaml", type=Path)
+    parser.add_argument("--serve", action="store_true")
+    parser.add_argument("--accelerators", default="")
+    parser.add_argument("--clouds", default="")
+    parser.add_argument("--pool", default=None)
+    args = parser.parse_args(argv)
+    runtime = Path(os.environ["SKY_RUNTIME_DIR"])
+    _write_offline_state(runtime, [a for a in args.accelerators.split(",") if a],
+                         [c.split("/", 1)[0] for c in args.clouds.split(",") if c], args.pool)
+    result = check_in_process(args.yaml, args.serve)
+    print(json.dumps(result.__dict__), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
