@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from minivess.config import StrictModel, config_dir, deep_merge, load_yaml_model, read_yaml
+from minivess.config import StrictModel, config_dir, deep_merge, parse_model, read_yaml
 
 #: Environment variables read by :func:`load_settings` (the only place that reads them).
 ENV_S3_ENDPOINT = "MINIVESS_S3_ENDPOINT_URL"
@@ -141,8 +141,7 @@ def load_settings(
         from_env["s3"]["bucket"] = env[ENV_S3_BUCKET]
     if env.get(ENV_TRACKING_URI):
         from_env["mlflow"]["tracking_uri"] = env[ENV_TRACKING_URI]
-    storage = StorageSettings.model_validate(deep_merge(raw, from_env))
-    if path.is_file():  # strict validation with a file-named error message
-        load_yaml_model(StorageSettings, path)
+    parse_model(StorageSettings, raw, str(path))  # the file alone, errors name it
+    storage = parse_model(StorageSettings, deep_merge(raw, from_env), f"{path} + environment")
     ws = workspace or Path(env.get(ENV_WORKSPACE, DEFAULT_WORKSPACE))
     return Settings(workspace=Path(ws).absolute(), storage=storage)

@@ -153,12 +153,6 @@ def find_upstream(client: Any, flow: Flow, *, tags: dict[str, str] | None = None
     return runs[0]
 
 
-def find_run_by_tag(client: Any, flow: Flow, key: str, value: str) -> Any | None:
-    """The newest run of ``flow`` (any status) with tag ``key=value``, e.g. a SkyPilot task id."""
-    runs = find_runs(client, flow, tags={key: value}, finished_only=False)
-    return runs[0] if runs else None
-
-
 @dataclass(frozen=True)
 class RegisteredVersion:
     """A model version in the registry."""

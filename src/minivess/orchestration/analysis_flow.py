@@ -1,0 +1,125 @@
+"""Flow 3, the research scientist: evaluate members, ensemble, compare, register the champion."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+
+from minivess.orchestration import common
+from minivess.settings import Settings
+from minivess.tracking.contract import Artifact, Flow, Tag
+
+#: Folder of the analysis run that holds the champion's files (what the registry points at).
+CHAMPION_DIR = "champion"
+
+
+@dataclass(frozen=True)
+class AnalysisFlowResult:
+    run_id: str
+    champion: str
+    champion_metrics: dict[str, float]
+    table_markdown: str
+    registered_uri: str
+
+
+@task
+def find_train_runs(settings: Settings, train_run_ids: list[str] | None) -> list[Any]:
+    """The given train runs, or every finished run of the newest train run's data and plan."""
+    from minivess.tracking import mlflow_adapter as mfa
+
+    client = mfa.connect(settings)
+    if train_run_ids:
+        return [client.get_run(r) for r in train_run_ids]
+    newest = mfa.find_upstream(client, Flow.TRAIN)
+    keys = (Tag.UPSTREAM_RUN_ID.value, Tag.PLAN_HASH.value)
+    return mfa.find_runs(client, Flow.TRAIN, tags={k: newest.data.tags[k] for k in keys})
+
+
+@task
+def fetch_members(runs: list[Any], dst: Path) -> dict[str, str]:
+    """Download each member's best checkpoint; returns member name -> local path."""
+    import mlflow
+
+    members = {}
+    for run in runs:
+        name = f"{run.data.tags[Tag.LOSS.value]}-fold{run.data.tags[Tag.FOLD.value]}"
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run.info.run_id, artifact_path=Artifact.CHECKPOINTS.value,
+            dst_path=str(dst / name),
+        )  # fmt: skip
+        members[name] = str(next(Path(path).glob("*.pt")))
+    return members
+
+
+@task
+def data_dir_of(settings: Settings, run: Any) -> str:
+    """The dataset of a train run, read from its upstream data run's profile."""
+    import mlflow
+
+    from minivess.data.schema import DatasetProfile
+
+    upstream = run.data.tags[Tag.UPSTREAM_RUN_ID.value]
+    text = mlflow.artifacts.load_text(f"runs:/{upstream}/{Artifact.PROFILE_JSON}")
+    return DatasetProfile.model_validate_json(text).data_dir
+
+
+@task
+def evaluate_members(data_dir: str, members: dict[str, str], out_dir: Path) -> Any:
+    """Per-volume metrics, CIs, ensembles, calibration and figures for the members."""
+    from minivess.evaluation import evaluate
+
+    return evaluate(Path(data_dir), list(members.values()), out_dir)
+
+
+@task
+def log_and_register(report: Any, runs: list[Any], settings: Settings) -> tuple[str, str]:
+    """Log the analysis run, then register the champion once its files are stored."""
+    import mlflow
+
+    from minivess.tracking import mlflow_adapter as mfa
+
+    client = mfa.connect(settings)
+    best = runs[0]
+    tags = {
+        Tag.UPSTREAM_RUN_ID: best.info.run_id,
+        Tag.DATASET_HASH: best.data.tags.get(Tag.DATASET_HASH.value, ""),
+        Tag.PLAN_HASH: best.data.tags.get(Tag.PLAN_HASH.value, ""),
+        Tag.TARGET: best.data.tags.get(Tag.TARGET.value, "local"),
+    }
+    with mfa.flow_run(client, settings, Flow.ANALYSIS, tags=tags, run_name="analysis") as run:
+        mlflow.log_dict({"train_runs": [r.info.run_id for r in runs]}, "analysis/members.json")
+        mlflow.log_artifacts(str(report.out_dir), Artifact.COMPARISON.value)
+        mlflow.log_metrics({f"champion_{k}": float(v) for k, v in report.champion_metrics.items()})
+        with tempfile.TemporaryDirectory() as tmp:
+            files = report.export_champion(Path(tmp))
+            mlflow.log_artifacts(tmp, CHAMPION_DIR)
+        run_id = run.info.run_id
+    version = mfa.register_model(
+        client, run_id, CHAMPION_DIR, expected_files=[f.name for f in files],
+        metrics=report.champion_metrics, tags={"champion": report.champion},
+    )  # fmt: skip
+    return run_id, version.uri
+
+
+@flow(name="minivess-analysis", log_prints=True)
+def analysis_flow(
+    workspace: str | None = None,
+    experiment: str | None = None,
+    train_run_ids: list[str] | None = None,
+) -> AnalysisFlowResult:
+    """Evaluate and ensemble the trained members; register the champion in the registry."""
+    settings = common.settings_for(workspace)
+    runs = find_train_runs(settings, train_run_ids)
+    members = fetch_members(runs, settings.analysis_dir / "members")
+    report = evaluate_members(data_dir_of(settings, runs[0]), members, settings.analysis_dir)
+    common.markdown_artifact("minivess-comparison", Path(report.table_markdown).read_text(),
+                             "Loss x fold comparison with bootstrap 95% CIs")  # fmt: skip
+    run_id, uri = log_and_register(report, runs, settings)
+    return AnalysisFlowResult(
+        run_id=run_id, champion=report.champion, champion_metrics=report.champion_metrics,
+        table_markdown=str(report.table_markdown), registered_uri=uri,
+    )  # fmt: skip

@@ -1,0 +1,58 @@
+"""Small pieces every flow shares: settings, the cross-flow pointer, Prefect artifacts."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from minivess.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+#: Prefect Variable holding ``{"run_id", "dataset_hash"}`` of the latest data-profile run.
+PROFILE_POINTER = "minivess_latest_data_profile"
+#: Prefect Variable holding the DVC hash the polling flow saw last.
+POLL_POINTER = "minivess_last_polled_data_hash"
+
+
+def settings_for(workspace: str | Path | None) -> Settings:
+    """Settings for a flow parameter (flows take plain strings so deployments can call them)."""
+    return load_settings(Path(workspace) if workspace else None).ensure()
+
+
+def set_pointer(name: str, value: dict[str, Any]) -> None:
+    """Store a small JSON pointer in a Prefect Variable (a convenience, never the contract)."""
+    from prefect.variables import Variable
+
+    Variable.set(name, value, overwrite=True)
+
+
+def get_pointer(name: str) -> dict[str, Any] | None:
+    """Read a pointer written by :func:`set_pointer`, or None."""
+    from prefect.variables import Variable
+
+    value = Variable.get(name, default=None)
+    return value if isinstance(value, dict) else None
+
+
+def table_artifact(key: str, rows: list[dict[str, Any]], description: str) -> None:
+    """Publish rows as a Prefect table artifact (key: lowercase letters, digits, dashes)."""
+    from prefect.artifacts import create_table_artifact
+
+    create_table_artifact(table=rows, key=key, description=description)
+
+
+def markdown_artifact(key: str, markdown: str, description: str) -> None:
+    """Publish markdown as a Prefect artifact."""
+    from prefect.artifacts import create_markdown_artifact
+
+    create_markdown_artifact(markdown=markdown, key=key, description=description)
+
+
+def write_json(path: Path, payload: Any) -> Path:
+    """Write JSON (parents created) and return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=str))
+    return path

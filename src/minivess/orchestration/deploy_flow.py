@@ -1,0 +1,100 @@
+"""Flow 4, the platform engineer: registry -> export, parity -> bento -> smoke test -> SkyServe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+
+from minivess.experiment import load_experiment
+from minivess.orchestration import common
+from minivess.settings import Settings
+from minivess.tracking.contract import Flow, Tag
+
+
+@dataclass(frozen=True)
+class DeployFlowResult:
+    """Inputs came from the registry; these are the outputs."""
+
+    run_id: str
+    model_uri: str
+    endpoint: str
+    parity_dice: float
+    parity_max_abs_diff: float
+    serve_yaml: str
+
+
+@task
+def fetch_champion(settings: Settings) -> tuple[Any, Path]:
+    """The newest complete registered version and its files, downloaded into the workspace."""
+    from minivess.tracking import mlflow_adapter as mfa
+
+    client = mfa.connect(settings)
+    version = mfa.latest_version(client)
+    local = mfa.download_version(client, version, settings.deploy_dir / f"v{version.version}")
+    return version, next(local.rglob("*.pt"))
+
+
+@task
+def smoke_volume(settings: Settings) -> Path | None:
+    """A real volume for the parity check and the HTTP smoke test (first image of the data)."""
+    images = sorted(settings.data_dir.glob("raw/*.nii*"))
+    return images[0] if images else None
+
+
+@task
+def export_and_smoke_test(
+    checkpoint: Path, workdir: Path, backend: str, volume: Path | None
+) -> Any:
+    """Export, parity-check, build the bento, serve it locally and smoke-test it over HTTP."""
+    from minivess.serving.deploy import deploy_model
+    from minivess.serving.settings import ServeSettings
+
+    settings = ServeSettings(model_path=checkpoint, backend=backend)
+    return deploy_model(str(checkpoint), workdir, settings=settings, smoke_volume=volume)
+
+
+@task
+def render_serve_yaml(model_uri: str, out_dir: Path) -> str:
+    """The SkyServe task YAML for public serving, validated by SkyPilot."""
+    from minivess.launch import render_serve_task
+
+    return str(render_serve_task(model_uri=model_uri, out_dir=out_dir))
+
+
+@task
+def record_deployment(version: Any, result: Any, serve_yaml: str, settings: Settings) -> str:
+    """Mark the version deployed and log the deploy run."""
+    import mlflow
+
+    from minivess.tracking import mlflow_adapter as mfa
+
+    client = mfa.connect(settings)
+    tags = {Tag.UPSTREAM_RUN_ID: version.run_id, Tag.TARGET: "serve"}
+    with mfa.flow_run(client, settings, Flow.DEPLOY, tags=tags, run_name="deploy") as run:
+        mlflow.log_params({"model_uri": version.uri, "endpoint": result.endpoint})
+        mlflow.log_metrics({"parity_dice": result.parity.dice,
+                            "parity_max_abs_diff": result.parity.max_abs_diff})  # fmt: skip
+        mlflow.log_artifact(serve_yaml, "sky")
+    mfa.mark_deployed(client, version, result.endpoint)
+    return run.info.run_id
+
+
+@flow(name="minivess-deploy", log_prints=True)
+def deploy_flow(workspace: str | None = None, experiment: str | None = None) -> DeployFlowResult:
+    """Serve the registered champion: export, check parity, build, smoke-test, render SkyServe."""
+    settings = common.settings_for(workspace)
+    exp = load_experiment(experiment)
+    version, checkpoint = fetch_champion(settings)
+    result = export_and_smoke_test(
+        checkpoint, settings.deploy_dir / "build", exp.deploy.backend, smoke_volume(settings)
+    )
+    serve_yaml = render_serve_yaml(version.uri, settings.workspace / "sky")
+    run_id = record_deployment(version, result, serve_yaml, settings)
+    return DeployFlowResult(
+        run_id=run_id, model_uri=version.uri, endpoint=result.endpoint,
+        parity_dice=result.parity.dice, parity_max_abs_diff=result.parity.max_abs_diff,
+        serve_yaml=serve_yaml,
+    )  # fmt: skip

@@ -1,0 +1,110 @@
+"""The main job: flows 1 -> 4 chained as subflows, and the summary a researcher reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+
+from minivess.experiment import load_experiment
+from minivess.orchestration import common
+from minivess.orchestration.analysis_flow import AnalysisFlowResult, analysis_flow
+from minivess.orchestration.data_flow import DataFlowResult, data_flow
+from minivess.orchestration.deploy_flow import DeployFlowResult, deploy_flow
+from minivess.orchestration.train_flow import TrainFlowResult, train_flow
+
+
+@dataclass(frozen=True)
+class ChainResult:
+    """Train -> analysis -> deploy, as run after a data flow."""
+
+    train: TrainFlowResult
+    analysis: AnalysisFlowResult
+    deploy: DeployFlowResult | None
+
+
+@dataclass(frozen=True)
+class ExperimentResult:
+    """Everything the summary prints."""
+
+    workspace: str
+    tracking_uri: str
+    data: DataFlowResult
+    chain: ChainResult
+
+
+def training_chain(workspace: str | None, experiment: str | None, data_run_id: str) -> ChainResult:
+    """Flows 2 -> 4 on the data run ``data_run_id``."""
+    exp = load_experiment(experiment)
+    train = train_flow(workspace=workspace, experiment=experiment, data_run_id=data_run_id)
+    analysis = analysis_flow(
+        workspace=workspace, experiment=experiment, train_run_ids=[m.run_id for m in train.members]
+    )
+    deploy = deploy_flow(workspace=workspace, experiment=experiment) if exp.deploy.enabled else None
+    return ChainResult(train=train, analysis=analysis, deploy=deploy)
+
+
+@flow(name="minivess-experiment", log_prints=True)
+def experiment_flow(
+    experiment: str | None = None, workspace: str | None = None
+) -> ExperimentResult:
+    """Data -> train -> analysis -> deploy on the experiment's data (synthetic by default)."""
+    settings = common.settings_for(workspace)
+    print(f"workspace: {settings.workspace}")
+    exp = load_experiment(experiment)
+    data = data_flow(
+        data_dir=str(exp.data.dir) if exp.data.dir else None, workspace=str(settings.workspace),
+        synth_scale=exp.data.synth_scale, seed=exp.data.seed,
+    )  # fmt: skip
+    chain = training_chain(str(settings.workspace), experiment, data.run_id)
+    return ExperimentResult(
+        workspace=str(settings.workspace), tracking_uri=settings.tracking_uri, data=data,
+        chain=chain,
+    )  # fmt: skip
+
+
+def run_single_flow(
+    name: str, *, experiment: str | None, workspace: Path | None, data_dir: str | None
+) -> Any:
+    """Run one flow by name (``minivess flows run NAME``)."""
+    ws = str(workspace) if workspace else None
+    if name == "data":
+        return data_flow(data_dir=data_dir, workspace=ws)
+    if name == "train":
+        return train_flow(workspace=ws, experiment=experiment)
+    if name == "analysis":
+        return analysis_flow(workspace=ws, experiment=experiment)
+    if name == "deploy":
+        return deploy_flow(workspace=ws, experiment=experiment)
+    from minivess.orchestration.polling import poll_data_flow
+
+    if not data_dir:
+        from minivess.errors import ConfigError
+
+        raise ConfigError("`minivess flows run poll` needs --data-dir (the DVC-tracked dataset).")
+    return poll_data_flow(data_dir=data_dir, workspace=ws, experiment=experiment)
+
+
+def print_summary(result: ExperimentResult) -> None:
+    """The closing summary: where to look next."""
+    from rich.console import Console
+    from rich.panel import Panel
+
+    analysis, deploy = result.chain.analysis, result.chain.deploy
+    lines = [
+        f"[bold]Workspace[/]        {result.workspace}",
+        f"[bold]Tracking UI[/]      mlflow ui --backend-store-uri {result.tracking_uri}",
+        f"[bold]QC report[/]        {result.data.report_html}",
+        f"[bold]Comparison table[/] {analysis.table_markdown}",
+        f"[bold]Registered model[/] {analysis.registered_uri} ({analysis.champion})",
+    ]
+    if deploy is not None:
+        lines.append(f"[bold]Deployed[/]         smoke-tested at {deploy.endpoint}; "
+                     f"SkyServe YAML {deploy.serve_yaml}")  # fmt: skip
+    console = Console()
+    console.print(Panel("\n".join(lines), title="minivess experiment: done", expand=False))
+    table = Path(analysis.table_markdown)
+    if table.is_file():
+        console.print(table.read_text())

@@ -1,0 +1,189 @@
+"""Flow 2, the data scientist: find the data run, plan, validate, train the loss × fold grid."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+
+from minivess.data.schema import DatasetProfile
+from minivess.experiment import ExperimentConfig, load_experiment
+from minivess.orchestration import common
+from minivess.planning.plan import TrainingPlan
+from minivess.settings import Settings
+from minivess.tracking.contract import Artifact, Flow, Tag
+
+#: Environment variable SkyPilot sets; constant across recoveries of one managed job.
+SKYPILOT_TASK_ID_ENV = "SKYPILOT_TASK_ID"
+
+
+@dataclass(frozen=True)
+class MemberResult:
+    """One trained grid cell."""
+
+    run_id: str
+    loss: str
+    fold: int
+    best_metric: float
+    checkpoint: str
+    resumed_from_epoch: int | None
+
+
+@dataclass(frozen=True)
+class TrainFlowResult:
+    upstream_run_id: str
+    plan_hash: str
+    members: list[MemberResult] = field(default_factory=list)
+
+
+@task
+def find_data_run(settings: Settings, data_run_id: str | None) -> tuple[str, DatasetProfile]:
+    """The upstream data run (given, or the newest) and its profile, read from MLflow."""
+    import mlflow
+
+    from minivess.tracking import mlflow_adapter as mfa
+
+    client = mfa.connect(settings)
+    run = client.get_run(data_run_id) if data_run_id else mfa.find_upstream(client, Flow.DATA)
+    text = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/{Artifact.PROFILE_JSON}")
+    return run.info.run_id, DatasetProfile.model_validate_json(text)
+
+
+@task
+def make_training_plan(prof: DatasetProfile, exp: ExperimentConfig) -> TrainingPlan:
+    """Plan for this machine (or ``exp.hardware``), honouring the experiment's overrides."""
+    from minivess.planning import make_plan
+
+    plan = make_plan(prof, exp.model, hardware=exp.hardware, overrides=exp.plan or None)
+    common.table_artifact(
+        "minivess-plan-decisions",
+        [d.model_dump(mode="json") | {"value": str(d.value)} for d in plan.decisions],
+        f"Training plan {plan.plan_hash} for {exp.model}",
+    )
+    return plan
+
+
+@task
+def validate_data(data_dir: str) -> int:
+    """The validation gate before the first batch: refuses a dataset with no usable volume."""
+    from minivess.data.validation import validate_dataset
+
+    usable, _rejected = validate_dataset(Path(data_dir))
+    return len(usable)
+
+
+class _ProgressTracker:
+    """Forwards to the MLflow tracker and mirrors the epoch count into a Prefect progress bar."""
+
+    def __init__(self, inner: Any, epochs: int) -> None:
+        from prefect.artifacts import create_progress_artifact
+
+        self.inner, self.epochs = inner, epochs
+        self.artifact_id = create_progress_artifact(0.0, description="training epochs")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        from prefect.artifacts import update_progress_artifact
+
+        self.inner.log_metrics(metrics, step=step)
+        if step is not None and self.artifact_id is not None:
+            update_progress_artifact(self.artifact_id, min(100.0, 100.0 * (step + 1) / self.epochs))
+
+
+def _resume_run_id(client: Any, task_id: str | None, loss: str, fold: int) -> str | None:
+    """The MLflow run of this SkyPilot task and cell, so a recovered spot job continues it."""
+    from minivess.tracking import mlflow_adapter as mfa
+
+    if not task_id:
+        return None
+    tags = {Tag.SKYPILOT_TASK_ID.value: task_id, Tag.LOSS.value: loss, Tag.FOLD.value: str(fold)}
+    runs = mfa.find_runs(client, Flow.TRAIN, tags=tags, finished_only=False)
+    return runs[0].info.run_id if runs else None
+
+
+def log_checkpoint(uri: str) -> None:
+    """Copy a checkpoint (local or s3://) into the active run's ``checkpoints/`` folder."""
+    import tempfile
+
+    import mlflow
+
+    from minivess.training.checkpoint import BEST, read_bytes
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / BEST
+        local.write_bytes(read_bytes(uri))
+        mlflow.log_artifact(str(local), Artifact.CHECKPOINTS.value)
+
+
+@task
+def train_member(
+    data_dir: str, plan: TrainingPlan, cfg: Any, upstream: str, dataset_hash: str,
+    settings: Settings, target: str,
+) -> MemberResult:  # fmt: skip
+    """Train one (loss, fold) cell inside its own tagged MLflow run."""
+    import mlflow
+
+    from minivess.tracking import mlflow_adapter as mfa
+    from minivess.tracking.mlflow_tracker import MlflowTracker
+    from minivess.training import train
+    from minivess.training.config import cell_name
+
+    client = mfa.connect(settings)
+    task_id = os.environ.get(SKYPILOT_TASK_ID_ENV)
+    cell = cell_name(cfg.loss, cfg.fold)
+    tags = {
+        Tag.UPSTREAM_RUN_ID: upstream, Tag.DATASET_HASH: dataset_hash,
+        Tag.PLAN_HASH: plan.plan_hash, Tag.TARGET: target, Tag.MODEL: plan.model,
+        Tag.LOSS: str(cfg.loss), Tag.FOLD: str(cfg.fold),
+    }  # fmt: skip
+    if task_id:
+        tags[Tag.SKYPILOT_TASK_ID] = task_id
+    resume = _resume_run_id(client, task_id, str(cfg.loss), cfg.fold)
+    with mfa.flow_run(client, settings, Flow.TRAIN, tags=tags, run_name=cell, run_id=resume) as run:
+        mlflow.log_text(plan.model_dump_json(indent=2), Artifact.PLAN_JSON.value)
+        tracker = _ProgressTracker(MlflowTracker(), cfg.epochs)
+        summary = train(Path(data_dir), plan, cfg, tracker=tracker, progress=True)
+        mlflow.log_text(summary.model_dump_json(indent=2), Artifact.SUMMARY_JSON.value)
+        log_checkpoint(summary.checkpoint)
+        return MemberResult(
+            run_id=run.info.run_id, loss=str(cfg.loss), fold=cfg.fold,
+            best_metric=float(summary.best_metric), checkpoint=summary.checkpoint,
+            resumed_from_epoch=summary.resumed_from_epoch,
+        )  # fmt: skip
+
+
+def grid(exp: ExperimentConfig, plan: TrainingPlan, settings: Settings) -> list[Any]:
+    """The experiment's (loss, fold) cells.
+
+    Checkpoints go under ``<root>/<experiment>/<key>/<loss>-fold<k>`` where ``key`` is the
+    SkyPilot task id on a managed job (a recovered spot job finds its checkpoints again) and the
+    plan hash otherwise (re-running an unchanged experiment resumes instead of retraining).
+    """
+    from minivess.training.config import expand_grid
+
+    key = os.environ.get(SKYPILOT_TASK_ID_ENV) or plan.plan_hash
+    root = f"{settings.checkpoint_root}/{exp.name}/{key}"
+    raw: dict[str, Any] = {"checkpoint_dir": root, **exp.training}
+    return expand_grid(raw, f"experiment '{exp.name}': training")
+
+
+@flow(name="minivess-train", log_prints=True)
+def train_flow(
+    workspace: str | None = None, experiment: str | None = None, data_run_id: str | None = None
+) -> TrainFlowResult:
+    """Plan and train the experiment grid on the data of the upstream data run."""
+    settings = common.settings_for(workspace)
+    exp = load_experiment(experiment)
+    upstream, prof = find_data_run(settings, data_run_id)
+    plan = make_training_plan(prof, exp)
+    validate_data(prof.data_dir)
+    members = [
+        train_member(prof.data_dir, plan, cfg, upstream, prof.dataset_hash, settings, exp.target)
+        for cfg in grid(exp, plan, settings)
+    ]
+    return TrainFlowResult(upstream_run_id=upstream, plan_hash=plan.plan_hash, members=members)
