@@ -17,7 +17,6 @@ The real user's ``~/.sky`` is never touched.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -63,30 +62,45 @@ def hint_for(message: str, template: str) -> str:
     return DEFAULT_HINT
 
 
-def _write_offline_state(runtime: Path, accelerators: list[str], clouds: list[str],
-                         pool: str | None) -> None:
+@dataclass(frozen=True)
+class CheckItem:
+    """One task to validate: its file, whether it is a service, and what it needs offline."""
+
+    path: str
+    serve: bool = False
+    accelerators: tuple[str, ...] = ()
+    clouds: tuple[str, ...] = ()
+    pool: str | None = None
+
+
+def _write_offline_state(runtime: Path, items: list[CheckItem]) -> None:
     """Catalog + SSH pool state so ``Task.validate()`` needs no network (see module doc)."""
     from sky.skylet import constants
 
     catalog = runtime / ".sky" / "catalogs" / constants.CATALOG_SCHEMA_VERSION / "common"
     catalog.mkdir(parents=True, exist_ok=True)
-    names = sorted({a.split(":", 1)[0] for a in accelerators})
-    cloud_list = repr([c.upper() for c in clouds] or ["AWS", "GCP", "AZURE"])
+    names = sorted({a.split(":", 1)[0] for i in items for a in i.accelerators})
+    clouds = sorted({c.split("/", 1)[0].upper() for i in items for c in i.clouds})
+    cloud_list = repr(clouds or ["AWS", "GCP", "AZURE"])
     rows = ["AcceleratorName,Clouds", *(f'{n},"{cloud_list}"' for n in names)]
     (catalog / "accelerators.csv").write_text("\n".join(rows) + "\n")
-    if pool:
+    pools = sorted({i.pool for i in items if i.pool})
+    if pools:
         home = Path(os.environ["HOME"])
         (home / ".sky").mkdir(parents=True, exist_ok=True)
         (home / ".sky" / "ssh_node_pools.yaml").write_text(
-            f"{pool}:\n  hosts: [offline-validation]\n"
+            "".join(f"{p}:\n  hosts: [offline-validation]\n" for p in pools)
         )
         (home / ".kube").mkdir(parents=True, exist_ok=True)
-        ctx = f"ssh-{pool}"
+        ctxs = [f"ssh-{p}" for p in pools]
         (home / ".kube" / "config").write_text(
-            "apiVersion: v1\nkind: Config\n"
-            f"clusters:\n- name: {ctx}\n  cluster: {{server: 'https://127.0.0.1:9'}}\n"
-            f"contexts:\n- name: {ctx}\n  context: {{cluster: {ctx}, user: {ctx}}}\n"
-            f"current-context: {ctx}\nusers:\n- name: {ctx}\n  user: {{}}\n"
+            "apiVersion: v1\nkind: Config\nclusters:\n"
+            + "".join(f"- name: {c}\n  cluster: {{server: 'https://127.0.0.1:9'}}\n"
+                      for c in ctxs)
+            + "contexts:\n"
+            + "".join(f"- name: {c}\n  context: {{cluster: {c}, user: {c}}}\n" for c in ctxs)
+            + f"current-context: {ctxs[0]}\nusers:\n"
+            + "".join(f"- name: {c}\n  user: {{}}\n" for c in ctxs)
         )
 
 
@@ -112,6 +126,35 @@ def check_in_process(path: Path, serve: bool) -> CheckResult:
     return CheckResult(True)
 
 
+def validate_many(items: list[CheckItem], runtime_dir: Path,
+                  timeout_s: float = 180.0) -> list[CheckResult]:
+    """Validate several tasks in one isolated child process (one ``import sky``).
+
+    Raises:
+        SkyValidationError: the child did not report (crash, timeout).
+    """
+    runtime_dir = Path(runtime_dir).expanduser().absolute()
+    home = runtime_dir / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SKYPILOT_")}
+    env.update(HOME=str(home), SKY_RUNTIME_DIR=str(runtime_dir),
+               SKYPILOT_DISABLE_USAGE_COLLECTION="1", PYTHONWARNINGS="ignore")
+    spec = [dict(i.__dict__, path=str(Path(i.path).absolute())) for i in items]
+    proc = subprocess.run(
+        [sys.executable, "-m", "minivess.launch.skycheck", json.dumps(spec)],
+        env=env, capture_output=True, text=True, timeout=timeout_s, cwd=str(runtime_dir),
+        check=False,
+    )
+    results = [CheckResult(**json.loads(line)) for line in proc.stdout.splitlines()
+               if line.startswith('{"ok"')]
+    if len(results) != len(items):
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise SkyValidationError(
+            f"SkyPilot validation did not run (exit {proc.returncode}): " + " | ".join(tail)
+        )
+    return results
+
+
 def validate_task(
     path: Path,
     *,
@@ -121,38 +164,14 @@ def validate_task(
     clouds: list[str] | None = None,
     pool: str | None = None,
     template: str = "sky/train.yaml",
-    timeout_s: float = 120.0,
 ) -> None:
     """Validate ``path`` with SkyPilot offline, in an isolated child process.
 
     Raises:
         SkyValidationError: SkyPilot's message verbatim, the stage, and our hint.
     """
-    runtime_dir = Path(runtime_dir).absolute()
-    home = runtime_dir / "home"
-    home.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SKYPILOT_")}
-    env.update(HOME=str(home), SKY_RUNTIME_DIR=str(runtime_dir),
-               SKYPILOT_DISABLE_USAGE_COLLECTION="1", PYTHONWARNINGS="ignore")
-    cmd = [sys.executable, "-m", "minivess.launch.skycheck", str(Path(path).absolute()),
-           "--accelerators", ",".join(accelerators), "--clouds", ",".join(clouds or [])]
-    if serve:
-        cmd.append("--serve")
-    if pool:
-        cmd += ["--pool", pool]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s,
-                          cwd=str(Path(path).absolute().parent), check=False)
-    result = None
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("{"):
-            result = CheckResult(**json.loads(line))
-            break
-    if result is None:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise SkyValidationError(
-            f"{path}: SkyPilot validation did not run (exit {proc.returncode}): "
-            + " | ".join(tail)
-        )
+    item = CheckItem(str(path), serve, tuple(accelerators), tuple(clouds or ()), pool)
+    result = validate_many([item], runtime_dir)[0]
     if not result.ok:
         raise SkyValidationError(
             f"{path}: SkyPilot rejected the task ({result.stage}): {result.error.strip()} "
@@ -161,19 +180,14 @@ def validate_task(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Child-process entry point; prints one JSON line."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("yaml", type=Path)
-    parser.add_argument("--serve", action="store_true")
-    parser.add_argument("--accelerators", default="")
-    parser.add_argument("--clouds", default="")
-    parser.add_argument("--pool", default=None)
-    args = parser.parse_args(argv)
-    runtime = Path(os.environ["SKY_RUNTIME_DIR"])
-    _write_offline_state(runtime, [a for a in args.accelerators.split(",") if a],
-                         [c.split("/", 1)[0] for c in args.clouds.split(",") if c], args.pool)
-    result = check_in_process(args.yaml, args.serve)
-    print(json.dumps(result.__dict__), flush=True)
+    """Child-process entry point: one JSON line per task, in order."""
+    raw = (argv if argv is not None else sys.argv[1:])[0]
+    items = [CheckItem(**{**d, "accelerators": tuple(d["accelerators"]),
+                          "clouds": tuple(d["clouds"])}) for d in json.loads(raw)]
+    _write_offline_state(Path(os.environ["SKY_RUNTIME_DIR"]), items)
+    for item in items:
+        result = check_in_process(Path(item.path), item.serve)
+        print(json.dumps(result.__dict__), flush=True)
     return 0
 
 

@@ -1,0 +1,184 @@
+"""Rendering: the plan's candidates, recovery, checkpoints, data, run commands, service."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from minivess.errors import ConfigError, PlanError
+from minivess.launch.render import RenderContext, dump_task, render_task
+from minivess.launch.targets import TargetConfig
+from minivess.planning.plan import TrainingPlan
+from minivess.training.loop import PREEMPTED_EXIT_CODE
+
+
+def test_spot_candidates_keep_the_planner_order_across_allowed_clouds(
+    plan: TrainingPlan, ctx: RenderContext, shipped: dict[str, TargetConfig], changed
+) -> None:
+    spot = changed(shipped["spot"], infra=["aws", "gcp"], max_candidates=2)
+    res = render_task(plan, spot, ctx).config["resources"]
+    assert res["ordered"] == [
+        {"accelerators": "T4:1", "infra": "aws"},
+        {"accelerators": "T4:1", "infra": "gcp"},
+        {"accelerators": "L4:1", "infra": "aws"},
+        {"accelerators": "L4:1", "infra": "gcp"},
+    ]
+    assert res["use_spot"] is True
+    anyof = changed(spot, candidates="any_of", infra=[])
+    assert render_task(plan, anyof, ctx).config["resources"]["any_of"] == [
+        {"accelerators": "T4:1"},
+        {"accelerators": "L4:1"},
+    ]
+
+
+def test_accelerators_allowed_filters_the_candidates(
+    plan: TrainingPlan, ctx: RenderContext, shipped: dict[str, TargetConfig], changed
+) -> None:
+    spot = changed(shipped["spot"], accelerators_allowed=["a10g"], infra=["aws"])
+    res = render_task(plan, spot, ctx).config["resources"]
+    assert res["accelerators"] == "A10G:1" and res["infra"] == "aws"
+
+
+def test_plan_that_fits_no_configured_gpu_is_a_plan_error(
+    ctx: RenderContext, shipped: dict[str, TargetConfig], changed, plan_with
+) -> None:
+    with pytest.raises(PlanError, match=r"fits no GPU in configs/gpus.yaml.*Fix"):
+        render_task(plan_with(accelerators=[]), shipped["spot"], ctx)
+    only_h100 = changed(shipped["spot"], accelerators_allowed=["H100"])
+    with pytest.raises(PlanError, match=r"accelerators_allowed \['H100'\] contains none"):
+        render_task(plan_with(), only_h100, ctx, origin="configs/targets/spot.yaml")
+
+
+def test_spot_recovers_on_the_trainers_exit_code_and_resumes_per_task(
+    plan: TrainingPlan, ctx: RenderContext, shipped: dict[str, TargetConfig]
+) -> None:
+    cfg = render_task(plan, shipped["spot"], ctx).config
+    recovery = cfg["resources"]["job_recovery"]
+    assert PREEMPTED_EXIT_CODE in recovery["recover_on_exit_codes"]
+    assert recovery["strategy"] == "EAGER_NEXT_REGION"
+    assert cfg["file_mounts"]["/checkpoints"] == {
+        "source": "s3://lab-bucket/checkpoints",
+        "mode": "MOUNT_CACHED",
+    }
+    assert '--checkpoint-dir "/checkpoints/default/${SKYPILOT_TASK_ID}"' in cfg["run"]
+    assert cfg["file_mounts"]["/data"] == str(ctx.data_dir)
+    assert "minivess train --data /data --model dynunet --epochs 1" in cfg["run"]
+    assert "dvc pull" in cfg["setup"]
+
+
+def test_spot_without_any_bucket_is_a_clear_error(
+    plan: TrainingPlan, project: Path, shipped: dict[str, TargetConfig]
+) -> None:
+    ctx = RenderContext(model="dynunet", workdir=project, data_dir=project / "data")
+    with pytest.raises(ConfigError, match=r"needs a checkpoint bucket.*MINIVESS_S3_BUCKET"):
+        render_task(plan, shipped["spot"], ctx)
+
+
+def test_secrets_render_as_names_with_null_values(
+    plan: TrainingPlan, ctx: RenderContext, shipped: dict[str, TargetConfig]
+) -> None:
+    cfg = render_task(plan, shipped["spot"], ctx).config
+    assert cfg["secrets"] and all(v is None for v in cfg["secrets"].values())
+    assert "AWS_SECRET_ACCESS_KEY" in cfg["secrets"]
+
+
+def test_no_data_dir_synthesises_on_the_node(
+    plan: TrainingPlan, project: Path, shipped: dict[str, TargetConfig]
+) -> None:
+    ctx = RenderContext(model="dynunet", workdir=project, checkpoint_uri="s3://b/c")
+    cfg = render_task(plan, shipped["spot"], ctx).config
+    assert "/data" not in cfg.get("file_mounts", {})
+    lines = cfg["run"].splitlines()
+    assert lines[1].startswith("minivess data synth ~/minivess-workspace/data --scale small")
+    assert "--data ~/minivess-workspace/data" in lines[2]
+
+
+def test_multi_node_run_is_torchrun_fed_by_skypilot_variables(
+    plan: TrainingPlan,
+    ctx: RenderContext,
+    shipped: dict[str, TargetConfig],
+    tmp_path: Path,
+    changed,
+) -> None:
+    """Runs the rendered script with bash. ``torchrun`` is a shim that prints its argv,
+    because real multi-node DDP needs several GPU machines."""
+    spot = changed(shipped["spot"], num_nodes=2)
+    cfg = render_task(plan, spot, ctx).config
+    assert cfg["num_nodes"] == 2
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    shim = bindir / "torchrun"
+    shim.write_text('#!/bin/sh\nfor a in "$@"; do echo "$a"; done\n')
+    shim.chmod(shim.stat().st_mode | stat.S_IEXEC)
+    env = {
+        **os.environ,
+        "PATH": f"{bindir}:{os.environ['PATH']}",
+        "SKYPILOT_NODE_IPS": "10.0.0.7\n10.0.0.8",
+        "SKYPILOT_NODE_RANK": "1",
+        "SKYPILOT_NUM_NODES": "2",
+        "SKYPILOT_NUM_GPUS_PER_NODE": "4",
+        "SKYPILOT_TASK_ID": "sky-managed-1_minivess-train_1-0",
+    }
+    out = subprocess.run(
+        ["bash", "-c", cfg["run"]], env=env, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert "--nnodes=2" in out and "--nproc_per_node=4" in out and "--node_rank=1" in out
+    assert "--master_addr=10.0.0.7" in out
+    i = out.index("-m")
+    assert out[i + 1 : i + 4] == ["minivess", "train", "--data"]
+    assert "/checkpoints/default/sky-managed-1_minivess-train_1-0" in out
+
+
+def test_local_uses_local_gpus_and_runs_the_same_cli_call(
+    plan: TrainingPlan, ctx: RenderContext, shipped: dict[str, TargetConfig]
+) -> None:
+    cfg = render_task(plan, shipped["local"], ctx).config
+    assert "accelerators" not in cfg["resources"]
+    assert "setup" not in cfg and "file_mounts" not in cfg
+    assert f"--data {ctx.data_dir}" in cfg["run"]
+    assert f"{ctx.local_checkpoint_dir}/default/{plan.plan_hash}" in cfg["run"]
+    gpu_ctx = RenderContext(**{**ctx.__dict__, "local_accelerators": ("A100:2",)})
+    gpu = render_task(plan, shipped["local"], gpu_ctx).config
+    assert gpu["resources"]["accelerators"] == "A100:2"
+    assert "torchrun" in gpu["run"], "2 local GPUs -> DDP"
+
+
+def test_serve_section_and_command(
+    plan: TrainingPlan, ctx: RenderContext, shipped: dict[str, TargetConfig]
+) -> None:
+    cfg = render_task(plan, shipped["serve"], ctx).config
+    svc = cfg["service"]
+    assert svc["readiness_probe"]["path"] == "/readyz"
+    assert svc["readiness_probe"]["initial_delay_seconds"] > 0
+    policy = svc["replica_policy"]
+    assert {
+        "min_replicas",
+        "max_replicas",
+        "target_qps_per_replica",
+        "upscale_delay_seconds",
+        "downscale_delay_seconds",
+        "base_ondemand_fallback_replicas",
+    } <= set(policy)
+    assert svc["ports"] == cfg["resources"]["ports"] == 3000
+    assert "minivess serve --model-uri models:/minivess-segmenter/latest --port 3000" in cfg["run"]
+    assert "job_recovery" not in cfg["resources"]
+
+
+def test_template_extras_survive_and_scripts_dump_as_blocks(
+    plan: TrainingPlan, ctx: RenderContext, shipped: dict[str, TargetConfig]
+) -> None:
+    template = {
+        "resources": {"labels": {"team": "vessels"}, "accelerators": "K80:1"},
+        "envs": {"EXTRA": "1"},
+        "run": "echo template",
+    }
+    cfg = render_task(plan, shipped["spot"], ctx, template).config
+    assert cfg["resources"]["labels"] == {"team": "vessels"}
+    assert "accelerators" not in cfg["resources"], "the template's GPUs give way to the plan's"
+    assert cfg["envs"]["EXTRA"] == "1" and cfg["envs"]["MINIVESS_TARGET"] == "spot"
+    text = dump_task(cfg)
+    assert "run: |\n  set -e\n" in text

@@ -1,0 +1,72 @@
+"""The SSH pool entry merges into ssh_node_pools.yaml without clobbering other pools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from minivess.errors import ConfigError
+from minivess.launch.ssh import parse_probe, ssh_command, write_pool_entry
+from minivess.launch.targets import PoolConfig
+
+
+@pytest.fixture
+def pool() -> PoolConfig:
+    return PoolConfig(
+        name="lab",
+        hosts=["10.1.2.3", {"ip": "node2", "user": "alt"}],
+        user="me",
+        identity_file="~/.ssh/id_ed25519",
+    )
+
+
+def test_other_pools_survive_and_ours_is_updated(tmp_path: Path, pool: PoolConfig) -> None:
+    path = tmp_path / "ssh_node_pools.yaml"
+    other = {"hosts": ["192.0.2.1"], "user": "x", "password": "kept-as-is"}
+    path.write_text(yaml.safe_dump({"physics": other, "lab": {"hosts": ["old"]}}))
+    write_pool_entry(pool, path)
+    data = yaml.safe_load(path.read_text())
+    assert data["physics"] == other
+    assert data["lab"] == {
+        "hosts": ["10.1.2.3", {"ip": "node2", "user": "alt"}],
+        "user": "me",
+        "identity_file": "~/.ssh/id_ed25519",
+    }
+
+
+def test_new_file_and_idempotent(tmp_path: Path, pool: PoolConfig) -> None:
+    path = tmp_path / "sub" / "pools.yaml"
+    write_pool_entry(pool, path)
+    first = path.read_text()
+    write_pool_entry(pool, path)
+    assert path.read_text() == first and list(yaml.safe_load(first)) == ["lab"]
+
+
+def test_broken_existing_file_is_left_untouched(tmp_path: Path, pool: PoolConfig) -> None:
+    path = tmp_path / "pools.yaml"
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="expected a mapping of pool names"):
+        write_pool_entry(pool, path)
+    assert path.read_text() == "- just\n- a list\n"
+
+
+def test_probe_parsing_reports_gpus_disk_and_problems() -> None:
+    text = (
+        "user=me\ngpu=NVIDIA A100-SXM4-80GB, 81920\ngpu=NVIDIA A100-SXM4-80GB, 81920\n"
+        "disk_kb=104857600\n"
+    )
+    report = parse_probe("h", text, min_free_disk_gb=20)
+    assert report.ok and report.user == "me" and report.disk_free_gb == pytest.approx(100)
+    assert report.gpus == [("NVIDIA A100-SXM4-80GB", 81920)] * 2
+    low = parse_probe("h", "user=me\ngpu_tool=missing\ndisk_kb=1048576\n", min_free_disk_gb=20)
+    assert not low.ok
+    assert any("nvidia-smi not found" in p for p in low.problems)
+    assert any("only 1.0 GB free" in p for p in low.problems)
+
+
+def test_ssh_command_never_prompts(pool: PoolConfig) -> None:
+    cmd = ssh_command(pool, pool.hosts[1], timeout_s=5)
+    assert "BatchMode=yes" in cmd and cmd[cmd.index("-l") + 1] == "alt"
+    assert cmd[-2] == "node2"
