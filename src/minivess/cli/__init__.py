@@ -37,6 +37,8 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(message)s", handlers=[RichHandler(show_path=False)]
     )
+    for noisy in ("httpx", "httpcore", "urllib3", "botocore", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         app()
     except MinivessError as err:

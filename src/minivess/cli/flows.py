@@ -41,7 +41,8 @@ def experiment(config: ConfigOpt = None, workspace: Workspace = None) -> None:
     """Run the main job: data -> train -> analysis -> deploy, as Prefect flows."""
     from minivess.orchestration.experiment_flow import experiment_flow, print_summary
 
-    print_summary(experiment_flow(experiment=config, workspace=workspace))
+    ws = str(workspace) if workspace else None
+    print_summary(experiment_flow(experiment=config, workspace=ws))
 
 
 def run_flow(

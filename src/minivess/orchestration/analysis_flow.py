@@ -75,12 +75,34 @@ def evaluate_members(data_dir: str, members: dict[str, str], out_dir: Path) -> A
     return evaluate(Path(data_dir), list(members.values()), out_dir)
 
 
+def deployable(report: Any) -> tuple[str, str, dict[str, float]]:
+    """The champion if it is one checkpoint, else the best single-checkpoint model.
+
+    An ensemble of several checkpoints can win the comparison but cannot be served as one
+    network; the registry then gets the best member or soup, and the run records both names.
+    """
+    from minivess.evaluation import Kind
+
+    champ = report.champion
+    if champ.checkpoint:
+        name, ckpt = champ.name, champ.checkpoint
+    else:
+        singles = {m.name: m.uri for m in report.members}
+        if report.soup_checkpoint:
+            singles[Kind.SOUP.value] = report.soup_checkpoint
+        name = max(singles, key=lambda n: report.summary[n]["dice"].mean)
+        ckpt = singles[name]
+    metrics = {k: ci.mean for k, ci in report.summary[name].items() if ci.n > 0}
+    return name, ckpt, metrics
+
+
 @task
 def log_and_register(report: Any, runs: list[Any], settings: Settings) -> tuple[str, str]:
     """Log the analysis run, then register the champion once its files are stored."""
     import mlflow
 
     from minivess.tracking import mlflow_adapter as mfa
+    from minivess.training.checkpoint import BEST, read_bytes
 
     client = mfa.connect(settings)
     best = runs[0]
@@ -93,14 +115,17 @@ def log_and_register(report: Any, runs: list[Any], settings: Settings) -> tuple[
     with mfa.flow_run(client, settings, Flow.ANALYSIS, tags=tags, run_name="analysis") as run:
         mlflow.log_dict({"train_runs": [r.info.run_id for r in runs]}, "analysis/members.json")
         mlflow.log_artifacts(str(report.out_dir), Artifact.COMPARISON.value)
-        mlflow.log_metrics({f"champion_{k}": float(v) for k, v in report.champion_metrics.items()})
+        name, ckpt, metrics = deployable(report)
+        mlflow.log_metrics({f"champion_{k}": v for k, v in metrics.items()})
+        mlflow.set_tags({"champion": name, "best_overall": report.champion.name})
         with tempfile.TemporaryDirectory() as tmp:
-            files = report.export_champion(Path(tmp))
-            mlflow.log_artifacts(tmp, CHAMPION_DIR)
+            local = Path(tmp) / BEST
+            local.write_bytes(read_bytes(ckpt))
+            mlflow.log_artifact(str(local), CHAMPION_DIR)
         run_id = run.info.run_id
     version = mfa.register_model(
-        client, run_id, CHAMPION_DIR, expected_files=[f.name for f in files],
-        metrics=report.champion_metrics, tags={"champion": report.champion},
+        client, run_id, CHAMPION_DIR, expected_files=[BEST], metrics=metrics,
+        tags={"champion": name, "best_overall": report.champion.name},
     )  # fmt: skip
     return run_id, version.uri
 
@@ -116,10 +141,12 @@ def analysis_flow(
     runs = find_train_runs(settings, train_run_ids)
     members = fetch_members(runs, settings.analysis_dir / "members")
     report = evaluate_members(data_dir_of(settings, runs[0]), members, settings.analysis_dir)
-    common.markdown_artifact("minivess-comparison", Path(report.table_markdown).read_text(),
+    common.markdown_artifact("minivess-comparison", report.table_markdown,
                              "Loss x fold comparison with bootstrap 95% CIs")  # fmt: skip
+    common.table_artifact("minivess-comparison-table", report.table, "Per-model metrics")
     run_id, uri = log_and_register(report, runs, settings)
+    name, _, metrics = deployable(report)
     return AnalysisFlowResult(
-        run_id=run_id, champion=report.champion, champion_metrics=report.champion_metrics,
-        table_markdown=str(report.table_markdown), registered_uri=uri,
+        run_id=run_id, champion=name, champion_metrics=metrics,
+        table_markdown=report.table_md, registered_uri=uri,
     )  # fmt: skip

@@ -52,16 +52,20 @@ def export_and_smoke_test(
     from minivess.serving.deploy import deploy_model
     from minivess.serving.settings import ServeSettings
 
-    settings = ServeSettings(model_path=checkpoint, backend=backend)
+    settings = ServeSettings(backend=backend)
     return deploy_model(str(checkpoint), workdir, settings=settings, smoke_volume=volume)
 
 
 @task
-def render_serve_yaml(model_uri: str, out_dir: Path) -> str:
-    """The SkyServe task YAML for public serving, validated by SkyPilot."""
-    from minivess.launch import render_serve_task
+def render_serve_yaml(experiment: str | None, settings: Settings) -> str:
+    """The SkyServe task YAML for public serving, rendered and validated by the launcher."""
+    from minivess.launch.launcher import LaunchOptions, prepare
 
-    return str(render_serve_task(model_uri=model_uri, out_dir=out_dir))
+    ws = settings.workspace
+    opts = LaunchOptions(
+        target="serve", config=experiment, dry_run=True, out_dir=ws / "sky", workspace=ws
+    )
+    return str(prepare(opts).yaml_path)
 
 
 @task
@@ -91,7 +95,7 @@ def deploy_flow(workspace: str | None = None, experiment: str | None = None) -> 
     result = export_and_smoke_test(
         checkpoint, settings.deploy_dir / "build", exp.deploy.backend, smoke_volume(settings)
     )
-    serve_yaml = render_serve_yaml(version.uri, settings.workspace / "sky")
+    serve_yaml = render_serve_yaml(experiment, settings)
     run_id = record_deployment(version, result, serve_yaml, settings)
     return DeployFlowResult(
         run_id=run_id, model_uri=version.uri, endpoint=result.endpoint,
