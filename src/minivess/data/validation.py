@@ -189,31 +189,49 @@ def check_header(path: Path | str) -> HeaderInfo:
     )
 
 
-def _read_voxels(info: HeaderInfo) -> np.ndarray:
-    """The voxels of ``info.file`` in one streamed pass; the gzip CRC is verified.
+def _decompressed(path: Path) -> bytes | bytearray:
+    """All bytes of ``path``, gunzipped in one zlib call when it is a single-member gzip.
 
-    Reading to the end of the stream makes gzip check its CRC32 and length, so a corrupted
-    block is caught even when it still decompresses.
+    zlib checks the gzip trailer (CRC32 and length), so a corrupted block is caught even
+    when it still inflates. Multi-member gzip files fall back to the streaming reader.
+    """
+    raw = path.read_bytes()
+    if not path.name.endswith(".gz"):
+        return raw
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    out = inflater.decompress(raw)
+    if not inflater.eof:
+        raise EOFError("compressed file ended before the end-of-stream marker")
+    if inflater.unused_data.strip(b"\x00"):  # another gzip member follows
+        with gzip.open(path, "rb") as fh:
+            return fh.read()
+    return out
+
+
+def _read_voxels(info: HeaderInfo) -> np.ndarray:
+    """The voxels of ``info.file`` (read-only array, Fortran order, shape ``info.shape``).
+
+    The whole file is inflated at once (faster than streaming it through ``gzip``), and
+    the gzip CRC is verified, so corruption cannot pass as data.
     """
     path = Path(info.file)
     dtype = np.dtype(info.dtype)
     disk_dtype = np.dtype(info.disk_dtype or info.dtype)  # byte order as stored
     nbytes = int(np.prod(info.disk_shape)) * dtype.itemsize
-    buf = bytearray(nbytes)
     try:
-        with _open(path) as fh:
-            fh.seek(info.data_offset)
-            got = fh.readinto(buf)
-            fh.read()  # to EOF: gzip verifies CRC32 and size here
+        buf = _decompressed(path)
     except _READ_ERRORS as err:
         raise VolumeRejectedError(
             f"truncated or corrupted file ({_short(err)}); copy or export it again"
         ) from None
+    got = len(buf) - info.data_offset
     if got < nbytes:
         raise VolumeRejectedError(
-            f"truncated file: {got} of {nbytes} voxel bytes; copy or export it again"
+            f"truncated file: {max(got, 0)} of {nbytes} voxel bytes; copy or export it again"
         )
-    data = np.ndarray(info.disk_shape, dtype=disk_dtype, buffer=buf, order="F")
+    data = np.ndarray(
+        info.disk_shape, dtype=disk_dtype, buffer=buf, offset=info.data_offset, order="F"
+    )
     if disk_dtype != dtype:
         data = data.astype(dtype)
     data = data.reshape(info.shape, order="F")
@@ -308,10 +326,10 @@ def _check_label_values(label: np.ndarray, classes: frozenset[int], label_name: 
                 f"label {label_name}: non-integer values; labels must hold classes {allowed}"
             )
         label = label.astype(np.int64)
-    if label.dtype.kind in "ub" and label.dtype.itemsize <= 2:
-        present = np.flatnonzero(np.bincount(label.ravel().astype(np.intp, copy=False)))
-    else:
-        present = np.unique(label)
+    top = int(label.max()) if label.size else 0
+    if label.dtype.kind == "u" and set(range(top + 1)) <= set(classes):
+        return label  # every value in 0..max is a declared class: no need to count
+    present = _present_values(label)
     extra = sorted(set(int(v) for v in present) - set(classes))
     if extra:
         shown = ", ".join(str(v) for v in extra[:5]) + (", ..." if len(extra) > 5 else "")
@@ -320,6 +338,19 @@ def _check_label_values(label: np.ndarray, classes: frozenset[int], label_name: 
             "the label or declare the classes in dataset.json 'labels'"
         )
     return label
+
+
+def _present_values(label: np.ndarray) -> np.ndarray:
+    """Distinct values of an integer label, counted z-slab by z-slab (no full-size copy)."""
+    if label.dtype.kind not in "ub" or label.dtype.itemsize > 2:
+        return np.unique(label)
+    seen = np.zeros(1 << (8 * label.dtype.itemsize), dtype=bool)
+    step = max(1, (1 << 22) // max(1, label.shape[0] * label.shape[1]))
+    for z0 in range(0, label.shape[2], step):
+        slab = label[:, :, z0 : z0 + step].ravel(order="K")
+        counts = np.bincount(slab, minlength=seen.size)
+        seen |= counts > 0
+    return np.flatnonzero(seen)
 
 
 def validate_pair(pair: VolumePair, classes: frozenset[int] = DEFAULT_CLASSES) -> Rejected | None:
