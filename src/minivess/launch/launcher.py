@@ -11,6 +11,7 @@ import logging
 import os
 import shlex
 import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,6 +254,8 @@ def execute(prepared: Prepared, environ: Mapping[str, str] | None = None) -> int
     cfg = prepared.config
     if prepared.target.kind is Kind.LOCAL:
         env.update({k: str(v) for k, v in (cfg.get("envs") or {}).items()})
+        # The same install that runs this command provides `minivess` (venv not activated).
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         return subprocess.run(["bash", "-c", cfg["run"]], cwd=cfg["workdir"], env=env,
                               check=False).returncode
     import sky
