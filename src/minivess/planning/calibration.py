@@ -231,6 +231,10 @@ def measure_peak_mb(
         return peak / _MIB
     import multiprocessing as mp
 
+    import monai.networks.nets  # noqa: F401  (imported once before the fork: faster, not counted)
+
+    import minivess.models.builders  # noqa: F401
+
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_cpu_child, args=(profile, patch, batch, steps, child))

@@ -195,8 +195,11 @@ def _can_shrink(patch: Shape3, axis: int, floor: Shape3, topo: TopologySpec) -> 
         return 0
     cand = list(patch)
     cand[axis] = new
+    smaller: Shape3 = (cand[0], cand[1], cand[2])
+    if _voxels(smaller, topo) >= _voxels(patch, topo):
+        return 0  # an internally padded axis: shrinking it saves nothing
     try:
-        strides_for((cand[0], cand[1], cand[2]), topo)
+        strides_for(smaller, topo)
     except PlanError:
         return 0
     return new
@@ -219,6 +222,9 @@ def fit_memory(
     batch_fixed: bool,
 ) -> tuple[Shape3, int, float, list[str]]:
     """Shrink the patch (axis with the most room first), then the batch, until within budget.
+
+    "Room" of an axis is ``patch / min_patch`` (how many times it is above the model's floor);
+    each step moves that axis to its next smaller valid size.
 
     Returns:
         (patch, batch, estimate MiB, notes describing each shrink).
