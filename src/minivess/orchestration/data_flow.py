@@ -24,6 +24,7 @@ class DataFlowResult:
     report_html: str
     n_volumes: int
     n_rejected: int
+    profile_cached: bool
 
 
 @task
@@ -50,7 +51,11 @@ def content_hash(data_dir: str) -> str:
 
 
 def _profile_cache_key(_ctx: object, params: dict) -> str:
-    return f"minivess-profile-{params['dataset_hash']}"
+    """Same content in the same place -> same key (the profile records its directory)."""
+    import hashlib
+
+    where = hashlib.sha256(params["data_dir"].encode()).hexdigest()[:12]
+    return f"minivess-profile-{params['dataset_hash']}-{where}"
 
 
 @task(cache_key_fn=_profile_cache_key, persist_result=True)
@@ -109,7 +114,8 @@ def data_flow(
     """Discover, validate and profile a dataset; log the profile to MLflow."""
     settings = common.settings_for(workspace)
     directory = ensure_data(data_dir, settings, synth_scale, seed)
-    prof = profile(directory, content_hash(directory))
+    state = profile(directory, content_hash(directory), return_state=True)
+    prof = state.result()
     profile_json, html = qc_report(prof, settings)
     run_id = log_data_run(prof, profile_json, html, settings)
     common.set_pointer(
@@ -124,4 +130,5 @@ def data_flow(
         run_id=run_id, dataset_hash=prof.dataset_hash, data_dir=directory,
         profile_json=profile_json, report_html=html,
         n_volumes=prof.n_volumes, n_rejected=len(prof.rejected),
+        profile_cached=state.name == "Cached",
     )  # fmt: skip
