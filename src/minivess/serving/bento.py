@@ -93,16 +93,3 @@ def build_bento(bundle: Path, ctx_dir: Path, env: dict[str, str] | None = None) 
         raise BentoBuildError(f"bentoml build {ctx} failed (exit {proc.returncode}):\n{tail}")
     log.info("built bento %s", tag)
     return tag
-
-
-def bento_path(tag: str, env: dict[str, str] | None = None) -> Path:
-    """Folder of bento ``tag`` in the store (``bentoml get TAG -o path``)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "bentoml", "get", tag, "-o", "path"],
-        env=dict(os.environ if env is None else env),
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        raise BentoBuildError(f"bentoml get {tag} failed: {proc.stderr.strip()[-500:]}")
-    return Path(proc.stdout.strip().splitlines()[-1])

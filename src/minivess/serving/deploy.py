@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from minivess.errors import MinivessError
-from minivess.serving.bento import BUNDLE_DIR, bento_path, build_bento
+from minivess.serving.bento import BUNDLE_DIR, build_bento
 from minivess.serving.export import ParityResult, export_bundle
 from minivess.serving.server import LocalServer, start_server
 from minivess.serving.settings import ServeSettings, load_serve_settings
@@ -170,8 +170,8 @@ def deploy_loaded(
     exported = export_bundle(model, plan, workdir / "bundle", parity_volume=array)
     parity = cast(ParityResult, exported.parity)  # set: a parity volume was given
     tag = build_bento(exported.bundle, workdir / "bento-ctx")
-    served_bundle = bento_path(tag) / "src" / BUNDLE_DIR
-    serve_settings = settings.model_copy(update={"model_path": served_bundle})
+    # The bento's own copy of the bundle: a relative path resolves inside the bento's src/.
+    serve_settings = settings.model_copy(update={"model_path": Path(BUNDLE_DIR)})
     server = start_server(serve_settings, workdir / "serve", target=tag)
     try:
         smoke = smoke_test(server.url, volume_path, token=serve_settings.auth_token())

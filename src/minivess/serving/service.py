@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from minivess.serving.guard import PROTECTED_ROUTES, RequestGuard
 from minivess.serving.inference import load_segmenter
 from minivess.serving.nifti import InputRejected, Volume, load_volume, mask_nifti_gz
-from minivess.serving.settings import load_serve_settings
+from minivess.serving.settings import ServeSettings, load_serve_settings
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,18 @@ class VolumeSummary(BaseModel):
     inference_seconds: float
 
 
+def resolve_bundle_path(settings: ServeSettings) -> ServeSettings:
+    """Resolve a relative ``model_path``: against the working directory, else against the
+    source root this module was loaded from (a bento's ``src/``, where ``bundle/`` lives)."""
+    path = settings.require_model_path()
+    if path.is_absolute() or path.exists():
+        return settings
+    candidate = Path(__file__).resolve().parents[2] / path
+    if candidate.exists():
+        return settings.model_copy(update={"model_path": candidate})
+    return settings
+
+
 def _error_response(err: InputRejected) -> Any:
     from starlette.responses import JSONResponse
 
@@ -88,7 +100,7 @@ class MinivessSegmenter:
     """Vessel segmentation of 3D NIfTI volumes with the exported champion model."""
 
     def __init__(self) -> None:
-        self.settings = load_serve_settings()
+        self.settings = resolve_bundle_path(load_serve_settings())
         self.segmenter = load_segmenter(self.settings)
         self.backend = self.settings.backend.value
         # One window of zeros before /readyz turns green: the first call builds kernels/arenas,

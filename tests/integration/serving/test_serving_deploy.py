@@ -1,0 +1,85 @@
+"""Acceptance: the deploy flow's body on a real checkpoint, and ``minivess serve``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _save_checkpoint(model, plan, path: Path) -> Path:
+    """A checkpoint in training's format (``minivess.training.checkpoint``)."""
+    from minivess.training.checkpoint import save_state
+
+    state = {"plan": plan.model_dump_json(), "model": model.state_dict(), "out_channels": 2}
+    save_state(state, path)
+    return path
+
+
+def test_deploy_model_exports_builds_and_smoke_tests(
+    tmp_path: Path, monkeypatch, plan, model, volume_path
+) -> None:
+    from minivess.serving.deploy import DEPLOY_REPORT, deploy_model
+    from minivess.serving.settings import ServeSettings
+
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))  # a private bento store
+    checkpoint = _save_checkpoint(model, plan, tmp_path / "ckpt" / "best.pt")
+    result = deploy_model(
+        str(checkpoint), tmp_path / "deploy", settings=ServeSettings(), smoke_volume=volume_path
+    )
+    assert result.parity.dice >= 0.99
+    assert result.parity.shape == (64, 48, 10)
+    assert result.bento_tag.startswith("minivess_segmenter:")
+    assert (tmp_path / "bentoml" / "bentos" / "minivess_segmenter").is_dir()
+    assert result.smoke.mask_shape == (64, 48, 10)
+    assert result.smoke.affine_preserved
+    assert result.smoke.bad_input_status == 415
+    assert result.onnx_path.is_file() and result.torchscript_path.is_file()
+    assert (tmp_path / "deploy" / DEPLOY_REPORT).is_file()
+    assert result.endpoint.startswith("http://127.0.0.1:")
+    with pytest.raises(httpx.HTTPError):  # stopped after the smoke test (keep_running=False)
+        httpx.get(f"{result.endpoint}/readyz", timeout=2)
+
+
+def test_minivess_serve_serves_a_checkpoint(tmp_path: Path, plan, model, volume_path) -> None:
+    from minivess.serving.client import summarize_file
+    from minivess.serving.server import free_port
+
+    checkpoint = _save_checkpoint(model, plan, tmp_path / "run" / "best.pt")
+    port = free_port()
+    cmd = [sys.executable, "-m", "minivess", "serve", "--model-uri", str(checkpoint.parent)]
+    cmd += ["--port", str(port), "--workdir", str(tmp_path / "work")]
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        summary = summarize_file(url, volume_path)
+        assert summary["shape"] == [64, 48, 10]
+        assert summary["backend"] == "onnx"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+        log.close()
+
+
+def test_minivess_serve_bad_model_uri_is_a_one_line_error(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "minivess", "serve", "--model-uri", str(tmp_path / "nope")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "nope: no such file or directory" in proc.stderr
