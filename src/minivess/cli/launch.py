@@ -45,8 +45,15 @@ def launch(
         from minivess.launch.ssh import check_target
 
         raise typer.Exit(check_target(target))
-    opts = LaunchOptions(target=target, data=data, model=model, config=config,
-                         dry_run=dry_run, out_dir=out or DEFAULT_OUT, workspace=workspace)
+    opts = LaunchOptions(
+        target=target,
+        data=data,
+        model=model,
+        config=config,
+        dry_run=dry_run,
+        out_dir=out or DEFAULT_OUT,
+        workspace=workspace,
+    )
     prepared = prepare(opts)
     typer.echo(f"rendered {prepared.yaml_path} (plan: {prepared.plan_path})")
     if prepared.pool_file is not None:

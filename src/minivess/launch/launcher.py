@@ -21,7 +21,7 @@ from minivess.config import config_dir, read_yaml
 from minivess.errors import ConfigError
 from minivess.launch import secrets as secret_guard
 from minivess.launch.render import RenderContext, Rendered, SynthSpec, dump_task, render_task
-from minivess.launch.skycheck import validate_task
+from minivess.launch.skycheck import CheckItem, SkyValidator, raise_for
 from minivess.launch.ssh import DEFAULT_POOLS_FILE, write_pool_entry
 from minivess.launch.targets import Job, Kind, TargetConfig, load_target, target_path
 from minivess.planning.plan import Decision, TrainingPlan
@@ -95,8 +95,10 @@ def local_gpu_names(known: list[str]) -> list[str]:
         base, _, mem = candidate.upper().partition("-")
         if base in name and (not mem or mem in name):
             return [f"{candidate}:{hw.gpu_count}"]
-    log.info("launch: local GPU %r is not in configs/gpus.yaml; rendered without accelerators",
-             hw.gpu_name)
+    log.info(
+        "launch: local GPU %r is not in configs/gpus.yaml; rendered without accelerators",
+        hw.gpu_name,
+    )
     return []
 
 
@@ -128,10 +130,17 @@ def _ensure_local_data(exp: Any, settings: Any) -> Path:
     if not (data_dir / "raw").is_dir():
         from minivess.data.synth import synthesize
 
-        log.info("launch: no data dir configured: synthesising MiniVess-like data into %s "
-                 "(as `minivess experiment` does)", data_dir)
-        synthesize(data_dir, scale=exp.data.synth_scale, n_volumes=exp.data.synth_volumes,
-                   seed=exp.data.seed)
+        log.info(
+            "launch: no data dir configured: synthesising MiniVess-like data into %s "
+            "(as `minivess experiment` does)",
+            data_dir,
+        )
+        synthesize(
+            data_dir,
+            scale=exp.data.synth_scale,
+            n_volumes=exp.data.synth_volumes,
+            seed=exp.data.seed,
+        )
     return data_dir
 
 
@@ -170,7 +179,8 @@ def build_context(
         local_checkpoint_dir=settings.checkpoints_dir,
         s3_envs=s3_envs,
         local_accelerators=tuple(local_gpu_names(_known_gpus()))
-        if target.kind is Kind.LOCAL else (),
+        if target.kind is Kind.LOCAL
+        else (),
     )
 
 
@@ -181,6 +191,7 @@ def render_and_write(
     opts: LaunchOptions,
     origin: str,
     environ: Mapping[str, str],
+    validator: SkyValidator | None = None,
 ) -> Prepared:
     """Render, guard secrets, validate with SkyPilot, then write (a failed render writes
     nothing and leaves earlier files intact)."""
@@ -195,18 +206,28 @@ def render_and_write(
     stem = target_path(opts.target).stem
     yaml_path = out / f"{stem}.yaml"
     tmp = out / f".{stem}.yaml.tmp"
-    tmp.write_text(f"# Rendered by `minivess launch --target {opts.target}`; edit "
-                   f"{origin} or {template_path} instead.\n{text}")
+    tmp.write_text(
+        f"# Rendered by `minivess launch --target {opts.target}`; edit "
+        f"{origin} or {template_path} instead.\n{text}"
+    )
+    item = CheckItem(
+        str(tmp),
+        target.kind is Kind.SERVE,
+        tuple(rendered.accelerators),
+        tuple(target.infra),
+        target.pool.name if target.kind is Kind.SSH and target.pool else None,
+    )
+    own = validator is None
+    validator = validator or SkyValidator(Path(opts.runtime_dir))
     try:
-        validate_task(
-            tmp, serve=target.kind is Kind.SERVE, runtime_dir=Path(opts.runtime_dir).expanduser(),
-            accelerators=rendered.accelerators, clouds=list(target.infra),
-            pool=target.pool.name if target.kind is Kind.SSH and target.pool else None,
-            template=template_path,
-        )
+        [result] = validator.validate([item])
+        raise_for(result, yaml_path, template_path)
     except Exception:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        if own:
+            validator.close()
     os.replace(tmp, yaml_path)
     plan_path = plan.save(out / f"{stem}.plan.json")
     pool_file = None
@@ -221,8 +242,16 @@ def render_and_write(
         command = sky_command(target, yaml_path, pool_file)
     secret_guard.assert_clean(command, environ, target.secrets, where="printed command")
     missing = [n for n in target.secrets if not environ.get(n)]
-    return Prepared(target, yaml_path, plan_path, rendered.config, command,
-                    rendered.decisions, pool_file, missing)
+    return Prepared(
+        target,
+        yaml_path,
+        plan_path,
+        rendered.config,
+        command,
+        rendered.decisions,
+        pool_file,
+        missing,
+    )
 
 
 def prepare(opts: LaunchOptions, environ: Mapping[str, str] | None = None) -> Prepared:
@@ -235,16 +264,23 @@ def prepare(opts: LaunchOptions, environ: Mapping[str, str] | None = None) -> Pr
     target = load_target(opts.target)
     exp = load_experiment(opts.config)
     settings = load_settings(workspace=opts.workspace, environ=dict(env))
-    data_dir = opts.data or exp.data.dir
-    plan_dir = data_dir if data_dir is not None else _ensure_local_data(exp, settings)
-    if data_dir is None and target.kind is Kind.LOCAL:
-        data_dir = plan_dir
-    plan = _make_plan(Path(plan_dir), opts.model or exp.model, exp)
-    ctx = build_context(target, opts, exp, settings, data_dir)
-    prepared = render_and_write(plan, target, ctx, opts, origin, env)
+    # SkyPilot's import runs in its own process while we plan and render.
+    with SkyValidator(Path(opts.runtime_dir)) as validator:
+        data_dir = opts.data or exp.data.dir
+        plan_dir = data_dir if data_dir is not None else _ensure_local_data(exp, settings)
+        if data_dir is None and target.kind is Kind.LOCAL:
+            data_dir = plan_dir
+        plan = _make_plan(Path(plan_dir), opts.model or exp.model, exp)
+        ctx = build_context(target, opts, exp, settings, data_dir)
+        prepared = render_and_write(plan, target, ctx, opts, origin, env, validator)
     for name in prepared.missing_secrets:
-        log.warning("launch: secret %s is not set in this shell: `--secret %s` will fail; "
-                    "export it or remove it from %s", name, name, origin)
+        log.warning(
+            "launch: secret %s is not set in this shell: `--secret %s` will fail; "
+            "export it or remove it from %s",
+            name,
+            name,
+            origin,
+        )
     return prepared
 
 
@@ -256,8 +292,9 @@ def execute(prepared: Prepared, environ: Mapping[str, str] | None = None) -> int
         env.update({k: str(v) for k, v in (cfg.get("envs") or {}).items()})
         # The same install that runs this command provides `minivess` (venv not activated).
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-        return subprocess.run(["bash", "-c", cfg["run"]], cwd=cfg["workdir"], env=env,
-                              check=False).returncode
+        return subprocess.run(
+            ["bash", "-c", cfg["run"]], cwd=cfg["workdir"], env=env, check=False
+        ).returncode
     import sky
 
     secrets = [(n, env[n]) for n in prepared.target.secrets if env.get(n)]

@@ -144,8 +144,11 @@ def resources_section(
             accelerators,
             f"{target.candidates} candidates"
             + (f" × infra {infra}" if infra else " on any enabled cloud")
-            + (" from this machine's GPUs" if target.kind is Kind.LOCAL
-               else " from the planner's cloud inversion (cheapest adequate first)"),
+            + (
+                " from this machine's GPUs"
+                if target.kind is Kind.LOCAL
+                else " from the planner's cloud inversion (cheapest adequate first)"
+            ),
         )
     if target.use_spot:
         res["use_spot"] = True
@@ -224,8 +227,16 @@ def _data_arg(target: TargetConfig, ctx: RenderContext) -> tuple[str, list[str]]
     if target.data.source is not None or ctx.data_dir is not None:
         return target.data.mount_path, []
     data = f"{target.workspace}/data"
-    synth = ["minivess", "data", "synth", data, "--scale", ctx.synth.scale,
-             "--seed", str(ctx.synth.seed)]
+    synth = [
+        "minivess",
+        "data",
+        "synth",
+        data,
+        "--scale",
+        ctx.synth.scale,
+        "--seed",
+        str(ctx.synth.seed),
+    ]
     if ctx.synth.n_volumes:
         synth += ["--n-volumes", str(ctx.synth.n_volumes)]
     return data, [" ".join(_q(p) for p in synth)]
@@ -248,13 +259,15 @@ def train_args(
 
 def torchrun_command(args: list[str]) -> str:
     """Multi-node DDP: ``torchrun -m minivess <args>`` from SkyPilot's node variables."""
-    return "\n".join([
-        'MASTER_ADDR=$(echo "$SKYPILOT_NODE_IPS" | head -n1)',
-        "torchrun --nnodes=$SKYPILOT_NUM_NODES "
-        "--nproc_per_node=$SKYPILOT_NUM_GPUS_PER_NODE "
-        '--node_rank=$SKYPILOT_NODE_RANK --master_addr="$MASTER_ADDR" '
-        f"--master_port={MASTER_PORT} -m minivess " + " ".join(_q(a) for a in args),
-    ])
+    return "\n".join(
+        [
+            'MASTER_ADDR=$(echo "$SKYPILOT_NODE_IPS" | head -n1)',
+            "torchrun --nnodes=$SKYPILOT_NUM_NODES "
+            "--nproc_per_node=$SKYPILOT_NUM_GPUS_PER_NODE "
+            '--node_rank=$SKYPILOT_NODE_RANK --master_addr="$MASTER_ADDR" '
+            f"--master_port={MASTER_PORT} -m minivess " + " ".join(_q(a) for a in args),
+        ]
+    )
 
 
 def run_section(
@@ -269,10 +282,21 @@ def run_section(
         assert target.service is not None
         uri = target.service.model_uri or f"models:/{REGISTERED_MODEL}/latest"
         _decide(decisions, "serve.model_uri", uri, "the registered champion unless configured")
-        return "set -e\n" + " ".join(
-            _q(a) for a in ["minivess", "serve", "--model-uri", uri,
-                            "--port", str(target.service.port)]
-        ) + "\n"
+        return (
+            "set -e\n"
+            + " ".join(
+                _q(a)
+                for a in [
+                    "minivess",
+                    "serve",
+                    "--model-uri",
+                    uri,
+                    "--port",
+                    str(target.service.port),
+                ]
+            )
+            + "\n"
+        )
     args, before = train_args(target, ctx, plan, decisions)
     multi_gpu = bool(accelerators) and min(_gpu_count(a) for a in accelerators) > 1
     if target.num_nodes > 1 or multi_gpu:
@@ -281,8 +305,12 @@ def run_section(
                 "multi-node/multi-GPU runs wrap `minivess train` in torchrun: set `job: train`."
             )
         main = torchrun_command(args)
-        _decide(decisions, "run.launcher", "torchrun",
-                f"num_nodes={target.num_nodes}, GPUs per node from the candidates: DDP")
+        _decide(
+            decisions,
+            "run.launcher",
+            "torchrun",
+            f"num_nodes={target.num_nodes}, GPUs per node from the candidates: DDP",
+        )
     else:
         main = " ".join(_q(a) for a in ["minivess", *args])
     return "\n".join(["set -e", *before, main]) + "\n"
@@ -367,8 +395,11 @@ def render_task(
     else:
         accelerators = select_candidates(plan, target, origin)
     base = dict(template or {})
-    base_res = {k: v for k, v in dict(base.pop("resources", None) or {}).items()
-                if k not in ("accelerators", "ordered", "any_of", "infra", "cloud")}
+    base_res = {
+        k: v
+        for k, v in dict(base.pop("resources", None) or {}).items()
+        if k not in ("accelerators", "ordered", "any_of", "infra", "cloud")
+    }
     task: dict[str, Any] = {"name": target.name}
     if target.num_nodes > 1:
         task["num_nodes"] = target.num_nodes
@@ -395,8 +426,18 @@ def render_task(
     for key in ("run", "setup", "file_mounts", "resources"):
         if key in task:
             merged[key] = task[key]
-    order = ["name", "num_nodes", "workdir", "resources", "envs", "secrets", "file_mounts",
-             "setup", "run", "service"]
+    order = [
+        "name",
+        "num_nodes",
+        "workdir",
+        "resources",
+        "envs",
+        "secrets",
+        "file_mounts",
+        "setup",
+        "run",
+        "service",
+    ]
     config = {k: merged[k] for k in order if k in merged}
     config.update({k: v for k, v in merged.items() if k not in config})
     return Rendered(config=config, decisions=decisions, accelerators=accelerators)

@@ -35,8 +35,9 @@ def secret_names(environ: Mapping[str, str], declared: Iterable[str]) -> list[st
     return sorted(n for n in names if len(environ.get(n, "")) >= MIN_SECRET_LEN)
 
 
-def assert_clean(text: str, environ: Mapping[str, str], declared: Iterable[str],
-                 where: str) -> None:
+def assert_clean(
+    text: str, environ: Mapping[str, str], declared: Iterable[str], where: str
+) -> None:
     """Raise if ``text`` contains the value of a credential from ``environ``.
 
     Raises:

@@ -29,13 +29,22 @@ from minivess.errors import ConfigError
 #: Hints appended to SkyPilot's verbatim message, matched on its text (first match wins).
 HINTS: tuple[tuple[str, str], ...] = (
     ("did you mean", "fix the key's spelling in the template ({template}) or the target YAML"),
-    ("Invalid task YAML", "the template ({template}) or target YAML has a field SkyPilot "
-     "does not know; see https://docs.skypilot.co/en/latest/reference/yaml-spec.html"),
-    ("Invalid resources YAML", "a resources field in the template ({template}) or target "
-     "YAML is wrong; see https://docs.skypilot.co/en/latest/reference/yaml-spec.html"),
-    ("job_recovery is disabled", "remove job_recovery from the serve target: SkyServe "
-     "replaces preempted replicas itself (use replica_policy.base_ondemand_fallback_replicas "
-     "or dynamic_ondemand_fallback)"),
+    (
+        "Invalid task YAML",
+        "the template ({template}) or target YAML has a field SkyPilot "
+        "does not know; see https://docs.skypilot.co/en/latest/reference/yaml-spec.html",
+    ),
+    (
+        "Invalid resources YAML",
+        "a resources field in the template ({template}) or target "
+        "YAML is wrong; see https://docs.skypilot.co/en/latest/reference/yaml-spec.html",
+    ),
+    (
+        "job_recovery is disabled",
+        "remove job_recovery from the serve target: SkyServe "
+        "replaces preempted replicas itself (use replica_policy.base_ondemand_fallback_replicas "
+        "or dynamic_ondemand_fallback)",
+    ),
     ("either all use spot", "set use_spot for all candidates or none"),
     ("does not exist", "check --data / data.source and the workdir"),
     ("SSH Node Pool", "check pool.name in the ssh target"),
@@ -95,8 +104,7 @@ def _write_offline_state(runtime: Path, items: list[CheckItem]) -> None:
         ctxs = [f"ssh-{p}" for p in pools]
         (home / ".kube" / "config").write_text(
             "apiVersion: v1\nkind: Config\nclusters:\n"
-            + "".join(f"- name: {c}\n  cluster: {{server: 'https://127.0.0.1:9'}}\n"
-                      for c in ctxs)
+            + "".join(f"- name: {c}\n  cluster: {{server: 'https://127.0.0.1:9'}}\n" for c in ctxs)
             + "contexts:\n"
             + "".join(f"- name: {c}\n  context: {{cluster: {c}, user: {c}}}\n" for c in ctxs)
             + f"current-context: {ctxs[0]}\nusers:\n"
@@ -126,33 +134,86 @@ def check_in_process(path: Path, serve: bool) -> CheckResult:
     return CheckResult(True)
 
 
-def validate_many(items: list[CheckItem], runtime_dir: Path,
-                  timeout_s: float = 180.0) -> list[CheckResult]:
-    """Validate several tasks in one isolated child process (one ``import sky``).
+class SkyValidator:
+    """An isolated SkyPilot child started early: it imports ``sky`` while the caller plans and
+    renders, then validates the tasks sent to :meth:`validate`. Use as a context manager."""
+
+    def __init__(self, runtime_dir: Path) -> None:
+        runtime_dir = Path(runtime_dir).expanduser().absolute()
+        home = runtime_dir / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SKYPILOT_")}
+        env.update(
+            HOME=str(home),
+            SKY_RUNTIME_DIR=str(runtime_dir),
+            SKYPILOT_DISABLE_USAGE_COLLECTION="1",
+            PYTHONWARNINGS="ignore",
+        )
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "minivess.launch.skycheck", "--stdin"],
+            env=env,
+            cwd=str(runtime_dir),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def validate(self, items: list[CheckItem], timeout_s: float = 180.0) -> list[CheckResult]:
+        """Validate ``items`` (once per validator).
+
+        Raises:
+            SkyValidationError: the child did not report (crash, timeout).
+        """
+        spec = [dict(i.__dict__, path=str(Path(i.path).absolute())) for i in items]
+        try:
+            out, err = self._proc.communicate(json.dumps(spec), timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.close()
+            raise SkyValidationError(f"SkyPilot validation took over {timeout_s:g} s") from None
+        results = [
+            CheckResult(**json.loads(line)) for line in out.splitlines() if line.startswith('{"ok"')
+        ]
+        if len(results) != len(items):
+            tail = (err or out).strip().splitlines()[-3:]
+            raise SkyValidationError(
+                f"SkyPilot validation did not run (exit {self._proc.returncode}): "
+                + " | ".join(tail)
+            )
+        return results
+
+    def close(self) -> None:
+        """Stop the child if it is still running."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.communicate()
+
+    def __enter__(self) -> SkyValidator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def validate_many(
+    items: list[CheckItem], runtime_dir: Path, timeout_s: float = 180.0
+) -> list[CheckResult]:
+    """Validate several tasks in one isolated child process (one ``import sky``)."""
+    with SkyValidator(runtime_dir) as validator:
+        return validator.validate(items, timeout_s)
+
+
+def raise_for(result: CheckResult, path: Path, template: str) -> None:
+    """Raise SkyPilot's message verbatim, the stage, and our hint, when ``result`` failed.
 
     Raises:
-        SkyValidationError: the child did not report (crash, timeout).
+        SkyValidationError
     """
-    runtime_dir = Path(runtime_dir).expanduser().absolute()
-    home = runtime_dir / "home"
-    home.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SKYPILOT_")}
-    env.update(HOME=str(home), SKY_RUNTIME_DIR=str(runtime_dir),
-               SKYPILOT_DISABLE_USAGE_COLLECTION="1", PYTHONWARNINGS="ignore")
-    spec = [dict(i.__dict__, path=str(Path(i.path).absolute())) for i in items]
-    proc = subprocess.run(
-        [sys.executable, "-m", "minivess.launch.skycheck", json.dumps(spec)],
-        env=env, capture_output=True, text=True, timeout=timeout_s, cwd=str(runtime_dir),
-        check=False,
-    )
-    results = [CheckResult(**json.loads(line)) for line in proc.stdout.splitlines()
-               if line.startswith('{"ok"')]
-    if len(results) != len(items):
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    if not result.ok:
         raise SkyValidationError(
-            f"SkyPilot validation did not run (exit {proc.returncode}): " + " | ".join(tail)
+            f"{path}: SkyPilot rejected the task ({result.stage}): {result.error.strip()} "
+            f"Hint: {hint_for(result.error, template)}."
         )
-    return results
 
 
 def validate_task(
@@ -171,19 +232,27 @@ def validate_task(
         SkyValidationError: SkyPilot's message verbatim, the stage, and our hint.
     """
     item = CheckItem(str(path), serve, tuple(accelerators), tuple(clouds or ()), pool)
-    result = validate_many([item], runtime_dir)[0]
-    if not result.ok:
-        raise SkyValidationError(
-            f"{path}: SkyPilot rejected the task ({result.stage}): {result.error.strip()} "
-            f"Hint: {hint_for(result.error, template)}."
-        )
+    raise_for(validate_many([item], runtime_dir)[0], path, template)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Child-process entry point: one JSON line per task, in order."""
-    raw = (argv if argv is not None else sys.argv[1:])[0]
-    items = [CheckItem(**{**d, "accelerators": tuple(d["accelerators"]),
-                          "clouds": tuple(d["clouds"])}) for d in json.loads(raw)]
+    """Child-process entry point: one JSON line per task, in order.
+
+    ``--stdin``: import SkyPilot first, then read the task list (JSON) from stdin.
+    """
+    args = argv if argv is not None else sys.argv[1:]
+    if args[0] == "--stdin":
+        from sky.serve import serve_utils  # noqa: F401
+
+        import sky  # noqa: F401  (warm up while the parent plans)
+
+        raw = sys.stdin.read()
+    else:
+        raw = args[0]
+    items = [
+        CheckItem(**{**d, "accelerators": tuple(d["accelerators"]), "clouds": tuple(d["clouds"])})
+        for d in json.loads(raw)
+    ]
     _write_offline_state(Path(os.environ["SKY_RUNTIME_DIR"]), items)
     for item in items:
         result = check_in_process(Path(item.path), item.serve)

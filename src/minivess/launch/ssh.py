@@ -28,7 +28,7 @@ PROBE_SCRIPT = (
     "if command -v nvidia-smi >/dev/null 2>&1; then "
     "nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits "
     "| sed 's/^/gpu=/'; else echo 'gpu_tool=missing'; fi; "
-    "echo \"disk_kb=$(df -Pk \"$HOME\" | awk 'NR==2 {print $4}')\""
+    'echo "disk_kb=$(df -Pk "$HOME" | awk \'NR==2 {print $4}\')"'
 )
 
 
@@ -51,8 +51,9 @@ def write_pool_entry(pool: PoolConfig, path: Path) -> Path:
             raise ConfigError(f"{path}: expected a mapping of pool names; fix or move it first.")
         existing = loaded
     if pool.name in existing and existing[pool.name] != pool.pool_entry():
-        log.info("ssh pool '%s' in %s updated from configs/targets (other pools kept)",
-                 pool.name, path)
+        log.info(
+            "ssh pool '%s' in %s updated from configs/targets (other pools kept)", pool.name, path
+        )
     existing[pool.name] = pool.pool_entry()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -125,8 +126,13 @@ def preflight(pool: PoolConfig, timeout_s: int = 10) -> list[HostReport]:
     for host in pool.hosts:
         name = host if isinstance(host, str) else host.ip
         try:
-            proc = subprocess.run(ssh_command(pool, host, timeout_s), capture_output=True,
-                                  text=True, timeout=timeout_s + 20, check=False)
+            proc = subprocess.run(
+                ssh_command(pool, host, timeout_s),
+                capture_output=True,
+                text=True,
+                timeout=timeout_s + 20,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
             reports.append(HostReport(name, False, problems=[f"ssh timed out after {timeout_s}s"]))
             continue
@@ -148,8 +154,14 @@ def print_reports(reports: list[HostReport]) -> None:
         table.add_column(col)
     for r in reports:
         gpus = ", ".join(f"{n} ({m} MiB)" for n, m in r.gpus) or "-"
-        table.add_row(r.host, "yes" if r.ok else "NO", r.user or "-", gpus,
-                      f"{r.disk_free_gb:.1f}", "; ".join(r.problems) or "-")
+        table.add_row(
+            r.host,
+            "yes" if r.ok else "NO",
+            r.user or "-",
+            gpus,
+            f"{r.disk_free_gb:.1f}",
+            "; ".join(r.problems) or "-",
+        )
     Console().print(table)
 
 
@@ -165,6 +177,13 @@ def check_target(name_or_path: str) -> int:
     reports = preflight(target.pool)
     print_reports(reports)
     for r in reports:
-        log.info("preflight %s: ok=%s user=%s gpus=%s free=%.1f GB %s", r.host, r.ok, r.user,
-                 r.gpus, r.disk_free_gb, "; ".join(r.problems))
+        log.info(
+            "preflight %s: ok=%s user=%s gpus=%s free=%.1f GB %s",
+            r.host,
+            r.ok,
+            r.user,
+            r.gpus,
+            r.disk_free_gb,
+            "; ".join(r.problems),
+        )
     return 0 if all(r.ok for r in reports) else 1

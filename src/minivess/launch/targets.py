@@ -113,8 +113,9 @@ class PoolConfig(StrictModel):
     def pool_entry(self) -> dict[str, Any]:
         """This pool in SkyPilot's ``ssh_node_pools.yaml`` format (no password, ever)."""
         entry: dict[str, Any] = {
-            "hosts": [h if isinstance(h, str) else h.model_dump(exclude_none=True)
-                      for h in self.hosts]
+            "hosts": [
+                h if isinstance(h, str) else h.model_dump(exclude_none=True) for h in self.hosts
+            ]
         }
         if self.user:
             entry["user"] = self.user
@@ -152,8 +153,9 @@ class ServiceConfig(StrictModel):
     readiness_timeout_seconds: int = Field(default=15, ge=1)
     replica_policy: ReplicaPolicy = Field(default_factory=ReplicaPolicy)
     model_uri: str | None = Field(
-        default=None, description="what `minivess serve --model-uri` loads; null = the "
-        "registered champion models:/<REGISTERED_MODEL>/latest"
+        default=None,
+        description="what `minivess serve --model-uri` loads; null = the "
+        "registered champion models:/<REGISTERED_MODEL>/latest",
     )
 
 
