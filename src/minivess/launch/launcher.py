@@ -305,6 +305,11 @@ def execute(prepared: Prepared, environ: Mapping[str, str] | None = None) -> int
     elif target.kind is Kind.SERVE:
         request = sky.serve.up(task, service_name=target.name)
     else:
+        if target.kind is Kind.SSH and target.pool is not None:
+            from sky.client import sdk
+
+            # The pool entry was merged into ~/.sky/ssh_node_pools.yaml by prepare().
+            sky.stream_and_get(sdk.ssh_up(infra=target.pool.name))
         request = sky.launch(task, cluster_name=target.name)
     sky.stream_and_get(request)
     return 0

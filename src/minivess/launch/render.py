@@ -196,25 +196,32 @@ def _q(value: str | Path) -> str:
 def _checkpoint_dir(
     target: TargetConfig, ctx: RenderContext, plan: TrainingPlan, decisions: list[Decision]
 ) -> str:
-    """Checkpoint folder for ``minivess train``: one per SkyPilot task (stable across
-    recoveries) under the bucket mount, or one per plan locally."""
+    """Checkpoint folder for ``minivess train``.
+
+    A managed (spot) job keys it by ``$SKYPILOT_TASK_ID``, which SkyPilot keeps across
+    recoveries, so a recovered job resumes and a new job starts fresh. Elsewhere (local, SSH
+    pool) it is keyed by the plan hash, so rerunning the same plan resumes.
+    """
     if target.kind is Kind.LOCAL:
-        root = ctx.local_checkpoint_dir or (ctx.workdir / "workspace" / "checkpoints")
-        path = f"{root}/{ctx.experiment}/{plan.plan_hash}"
-        reason = "local run: one folder per plan, so a rerun resumes"
+        root = str(ctx.local_checkpoint_dir or (ctx.workdir / "workspace" / "checkpoints"))
+        where = "local run"
     elif target.checkpoints is not None:
-        path = f"{target.checkpoints.mount_path}/{ctx.experiment}/${{{TASK_ID_VAR}}}"
-        reason = (
-            f"bucket mounted {target.checkpoints.mode} at {target.checkpoints.mount_path}; "
-            f"${TASK_ID_VAR} is stable across recoveries, so a recovered job resumes"
-        )
+        root = target.checkpoints.mount_path
+        where = f"bucket mounted {target.checkpoints.mode} at {root}"
     elif ctx.checkpoint_uri:
-        path = f"{ctx.checkpoint_uri}/{ctx.experiment}/${{{TASK_ID_VAR}}}"
-        reason = "storage settings' bucket, written directly by the trainer"
+        root = ctx.checkpoint_uri
+        where = "the storage settings' bucket, written directly by the trainer"
     else:
-        path = f"{target.workspace}/checkpoints/{ctx.experiment}/${{{TASK_ID_VAR}}}"
-        reason = "no bucket configured: checkpoints stay on the node's disk"
-    _decide(decisions, "checkpoint_dir", path, reason)
+        root = f"{target.workspace}/checkpoints"
+        where = "no bucket configured: the node's disk"
+    if target.kind is Kind.SPOT:
+        key = f"${{{TASK_ID_VAR}}}"
+        why = f"${TASK_ID_VAR} is stable across recoveries, so a recovered job resumes"
+    else:
+        key = plan.plan_hash
+        why = "one folder per plan, so rerunning the same plan resumes"
+    path = f"{root}/{ctx.experiment}/{key}"
+    _decide(decisions, "checkpoint_dir", path, f"{where}; {why}")
     return path
 
 

@@ -182,3 +182,12 @@ def test_template_extras_survive_and_scripts_dump_as_blocks(
     assert cfg["envs"]["EXTRA"] == "1" and cfg["envs"]["MINIVESS_TARGET"] == "spot"
     text = dump_task(cfg)
     assert "run: |\n  set -e\n" in text
+
+
+def test_ssh_pool_keys_checkpoints_by_plan_so_a_rerun_resumes(
+    plan: TrainingPlan, ctx: RenderContext, shipped: dict[str, TargetConfig]
+) -> None:
+    cfg = render_task(plan, shipped["ssh"], ctx).config
+    assert f"--checkpoint-dir s3://lab-bucket/checkpoints/default/{plan.plan_hash}" in cfg["run"]
+    assert cfg["resources"]["ordered"][0] == {"accelerators": "T4:1", "infra": "ssh/lab"}
+    assert "use_spot" not in cfg["resources"]
