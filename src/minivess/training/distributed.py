@@ -97,3 +97,15 @@ def broadcast_float(ctx: DistContext, value: float) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=ctx.device)
     dist.broadcast(t, src=0)
     return float(t.item())
+
+
+def mean_float(ctx: DistContext, value: float) -> float:
+    """Mean of ``value`` over all ranks (e.g. each rank's training loss)."""
+    if not ctx.distributed:
+        return value
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.float64, device=ctx.device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return float(t.item()) / ctx.world_size

@@ -182,13 +182,17 @@ def _primary(output: Any) -> torch.Tensor:
 def validate(
     model: nn.Module, dataset: Any, plan: TrainingPlan, device: str, amp: bool
 ) -> dict[str, float]:
-    """Sliding-window inference (plan's roi/overlap) on whole volumes; mean foreground Dice."""
+    """Sliding-window inference (plan's roi/overlap) on whole volumes; mean foreground Dice.
+
+    Uses MONAI's functional ``compute_dice`` per volume: the ``DiceMetric`` class would try to
+    all-gather across DDP ranks, and only rank 0 validates.
+    """
     import torch
     from monai.inferers import sliding_window_inference
-    from monai.metrics import DiceMetric
+    from monai.metrics import compute_dice
     from monai.networks.utils import one_hot
 
-    metric = DiceMetric(include_background=False, reduction="mean", ignore_empty=False)
+    scores = []
     model.eval()
     with torch.no_grad(), torch.autocast(device_type="cuda", enabled=amp):
         for i in range(len(dataset)):
@@ -204,10 +208,15 @@ def validate(
                 mode="gaussian",
             )
             pred = logits.argmax(dim=1, keepdim=True)
-            metric(one_hot(pred, OUT_CHANNELS), one_hot(label.long(), OUT_CHANNELS))
-    dice = float(metric.aggregate().item())
+            dice = compute_dice(
+                one_hot(pred, OUT_CHANNELS),
+                one_hot(label.long(), OUT_CHANNELS),
+                include_background=False,
+                ignore_empty=False,
+            )
+            scores.append(float(dice.mean().item()))
     model.train()
-    return {"val_dice": dice}
+    return {"val_dice": sum(scores) / max(1, len(scores))}
 
 
 class _Run:
@@ -424,8 +433,9 @@ class _Run:
         return loss_sum / max(1, n)
 
     def _end_epoch(self, epoch: int, train_loss: float) -> dict[str, float]:
-        from minivess.training.distributed import barrier, broadcast_float
+        from minivess.training.distributed import barrier, broadcast_float, mean_float
 
+        train_loss = mean_float(self.ctx, train_loss)
         metrics = {"train_loss": train_loss, "lr": float(self.scheduler.get_last_lr()[0])}
         done = epoch + 1
         if done % self.cfg.val_interval == 0 or done == self.cfg.epochs:

@@ -1,0 +1,135 @@
+"""End-to-end training runs through the real CLI: S3 checkpoints on a moto server, SIGTERM and
+resume, torchrun DDP with two gloo processes and one MLflow run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from minivess.training.loop import PREEMPTED_EXIT_CODE
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **extra}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.update({k: v for k, v in extra.items()})
+    return env
+
+
+def _train_cmd(data: Path, ckpt_dir: str, summary: Path, epochs: int, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "minivess", "train", "--data", str(data), "--model", "dynunet",
+        "--epochs", str(epochs), "--checkpoint-dir", ckpt_dir, "--summary-json", str(summary),
+        *extra,
+    ]  # fmt: skip
+
+
+def test_cli_train_with_s3_checkpoints(tiny_data: Path, tmp_path: Path, moto_endpoint: str,
+                                       s3_bucket: str) -> None:  # fmt: skip
+    from minivess.training.checkpoint import exists, load_model
+
+    summary = tmp_path / "summary.json"
+    uri = f"s3://{s3_bucket}/run"
+    proc = subprocess.run(
+        _train_cmd(tiny_data, uri, summary, 2),
+        env=_env(MINIVESS_S3_ENDPOINT_URL=moto_endpoint),
+        capture_output=True, text=True, timeout=240, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(summary.read_text())
+    assert out["epochs_completed"] == 2
+    assert out["resumed_from_epoch"] is None
+    assert out["checkpoint"] == f"{uri}/best.pt"
+    assert 0.0 <= out["best_metric"] <= 1.0
+    assert {"train_loss", "val_dice"} <= set(out["final_metrics"])
+    os.environ["MINIVESS_S3_ENDPOINT_URL"] = moto_endpoint
+    try:
+        for name in ("best.pt", "last.pt", "split.json", "plan.json"):
+            assert exists(f"{uri}/{name}"), name
+        model, plan = load_model(uri)
+    finally:
+        os.environ.pop("MINIVESS_S3_ENDPOINT_URL")
+    assert plan.model == "dynunet"
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_sigterm_then_rerun_matches_uninterrupted_run(tiny_data: Path, tmp_path: Path,
+                                                      plan_factory) -> None:  # fmt: skip
+    plan_file = plan_factory(batch_size=1).save(tmp_path / "plan.json")
+    epochs = "3"
+    common = ("--plan", str(plan_file))
+    ref_summary = tmp_path / "ref.json"
+    ref = subprocess.run(
+        _train_cmd(tiny_data, str(tmp_path / "ref"), ref_summary, int(epochs), *common),
+        env=_env(), capture_output=True, text=True, timeout=240, cwd=tmp_path,
+    )  # fmt: skip
+    assert ref.returncode == 0, ref.stderr[-3000:]
+
+    ck = tmp_path / "killed"
+    summary = tmp_path / "killed.json"
+    cmd = _train_cmd(tiny_data, str(ck), summary, int(epochs), *common)
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=tmp_path)  # fmt: skip
+    deadline = time.monotonic() + 180
+    while not (ck / "last.pt").exists():  # epoch 1 done: SIGTERM lands in epoch 2
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == PREEMPTED_EXIT_CODE, err[-3000:]
+    assert "rerun the same command to resume" in " ".join((out + err).split())
+    assert not summary.exists()
+
+    rerun = subprocess.run(
+        cmd, env=_env(), capture_output=True, text=True, timeout=240, cwd=tmp_path
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    got, want = json.loads(summary.read_text()), json.loads(ref_summary.read_text())
+    assert got["resumed_from_epoch"] is not None and got["resumed_from_epoch"] >= 1
+    assert got["epochs_completed"] == want["epochs_completed"] == 3
+    for key, value in want["final_metrics"].items():
+        assert got["final_metrics"][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    assert got["best_metric"] == pytest.approx(want["best_metric"], rel=1e-5, abs=1e-6)
+
+
+def test_torchrun_two_cpu_processes(tiny_data: Path, tmp_path: Path, plan_factory) -> None:
+    import mlflow
+
+    from minivess.tracking.contract import EXPERIMENTS, Flow
+
+    plan_file = plan_factory(batch_size=1).save(tmp_path / "plan.json")
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    summary = tmp_path / "summary.json"
+    ck = tmp_path / "ddp"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "minivess", "train", "--data", str(tiny_data), "--plan", str(plan_file),
+        "--epochs", "2", "--checkpoint-dir", str(ck), "--summary-json", str(summary),
+    ]  # fmt: skip
+    env = _env(MLFLOW_TRACKING_URI=tracking, MINIVESS_WORKSPACE=str(tmp_path / "ws"))
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(summary.read_text())
+    assert out["world_size"] == 2
+    assert out["epochs_completed"] == 2
+    assert sorted(p.name for p in ck.iterdir()) == ["best.pt", "last.pt", "plan.json", "split.json"]
+
+    client = mlflow.MlflowClient(tracking)
+    exp = client.get_experiment_by_name(EXPERIMENTS[Flow.TRAIN])
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1
+    history = client.get_metric_history(runs[0].info.run_id, "val_dice")
+    assert [m.step for m in history] == [1, 2]
+    assert runs[0].data.params["world_size"] == "2"
