@@ -433,6 +433,10 @@ def render_task(
     for key in ("run", "setup", "file_mounts", "resources"):
         if key in task:
             merged[key] = task[key]
+    # Secret names come from the target only: they are what the printed command passes.
+    merged.pop("secrets", None)
+    if "secrets" in task:
+        merged["secrets"] = task["secrets"]
     order = [
         "name",
         "num_nodes",

@@ -82,6 +82,13 @@ class CheckItem:
     pool: str | None = None
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    """Write via a temp file + rename: concurrent validations never read half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def _write_offline_state(runtime: Path, items: list[CheckItem]) -> None:
     """Catalog + SSH pool state so ``Task.validate()`` needs no network (see module doc)."""
     from sky.skylet import constants
@@ -92,23 +99,33 @@ def _write_offline_state(runtime: Path, items: list[CheckItem]) -> None:
     clouds = sorted({c.split("/", 1)[0].upper() for i in items for c in i.clouds})
     cloud_list = repr(clouds or ["AWS", "GCP", "AZURE"])
     rows = ["AcceleratorName,Clouds", *(f'{n},"{cloud_list}"' for n in names)]
-    (catalog / "accelerators.csv").write_text("\n".join(rows) + "\n")
-    pools = sorted({i.pool for i in items if i.pool})
-    if pools:
+    _write_atomic(catalog / "accelerators.csv", "\n".join(rows) + "\n")
+    wanted = {i.pool for i in items if i.pool}
+    if wanted:
         home = Path(os.environ["HOME"])
+        known = home / ".sky" / "ssh_node_pools.yaml"
+        if known.is_file():  # keep pools other validations (maybe running now) rely on
+            wanted |= {
+                line.split(":", 1)[0]
+                for line in known.read_text().splitlines()
+                if line and not line.startswith(" ")
+            }
+        pools = sorted(wanted)
         (home / ".sky").mkdir(parents=True, exist_ok=True)
-        (home / ".sky" / "ssh_node_pools.yaml").write_text(
-            "".join(f"{p}:\n  hosts: [offline-validation]\n" for p in pools)
+        _write_atomic(
+            home / ".sky" / "ssh_node_pools.yaml",
+            "".join(f"{p}:\n  hosts: [offline-validation]\n" for p in pools),
         )
         (home / ".kube").mkdir(parents=True, exist_ok=True)
         ctxs = [f"ssh-{p}" for p in pools]
-        (home / ".kube" / "config").write_text(
+        _write_atomic(
+            home / ".kube" / "config",
             "apiVersion: v1\nkind: Config\nclusters:\n"
             + "".join(f"- name: {c}\n  cluster: {{server: 'https://127.0.0.1:9'}}\n" for c in ctxs)
             + "contexts:\n"
             + "".join(f"- name: {c}\n  context: {{cluster: {c}, user: {c}}}\n" for c in ctxs)
             + f"current-context: {ctxs[0]}\nusers:\n"
-            + "".join(f"- name: {c}\n  user: {{}}\n" for c in ctxs)
+            + "".join(f"- name: {c}\n  user: {{}}\n" for c in ctxs),
         )
 
 
@@ -144,6 +161,7 @@ class SkyValidator:
         home.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("SKYPILOT_")}
         env.update(
+            KUBECONFIG=str(home / ".kube" / "config"),
             HOME=str(home),
             SKY_RUNTIME_DIR=str(runtime_dir),
             SKYPILOT_DISABLE_USAGE_COLLECTION="1",
