@@ -32,7 +32,10 @@ def plan(
         Path | None, typer.Option("--json", help="Write the plan JSON here.")
     ] = None,
     no_calibration: Annotated[
-        bool, typer.Option(help="Ignore stored calibrations; use the profiles' static figures.")
+        bool,
+        typer.Option(
+            "--no-calibration", help="Ignore stored calibrations; use the profiles' figures."
+        ),
     ] = False,
 ) -> None:
     """Plan training for DATA × MODEL × this machine (or --hardware/--gpu); print decisions."""

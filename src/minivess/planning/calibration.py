@@ -136,7 +136,7 @@ def default_patches(profile: ModelProfile) -> list[Shape3]:
         d = topo.fixed_divisor or 32
         raw: list[Shape3] = [(d, d, d), (2 * d, d, d), (2 * d, 2 * d, d)]
     else:
-        raw = [(32, 32, 8), (48, 48, 16), (64, 64, 16)]
+        raw = [(48, 48, 16), (64, 64, 16), (96, 96, 16)]
     return [(round_down(a, topo), round_down(b, topo), round_down(c, topo)) for a, b, c in raw]
 
 
