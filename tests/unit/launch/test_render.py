@@ -191,3 +191,24 @@ def test_ssh_pool_keys_checkpoints_by_plan_so_a_rerun_resumes(
     assert f"--checkpoint-dir s3://lab-bucket/checkpoints/default/{plan.plan_hash}" in cfg["run"]
     assert cfg["resources"]["ordered"][0] == {"accelerators": "T4:1", "infra": "ssh/lab"}
     assert "use_spot" not in cfg["resources"]
+
+
+def test_job_experiment_runs_the_main_job_with_the_bucket_in_envs(
+    plan: TrainingPlan, project: Path, shipped: dict[str, TargetConfig], changed
+) -> None:
+    ctx = RenderContext(
+        model="dynunet",
+        workdir=project,
+        experiment_config="configs/experiments/default.yaml",
+        s3_envs={"MINIVESS_S3_BUCKET": "lab-bucket"},
+    )
+    spot = changed(shipped["spot"], job="experiment")
+    cfg = render_task(plan, spot, ctx).config
+    assert cfg["run"].splitlines()[-1] == (
+        "minivess experiment --config configs/experiments/default.yaml "
+        "--workspace ~/minivess-workspace"
+    )
+    assert cfg["envs"]["MINIVESS_S3_BUCKET"] == "lab-bucket"
+    assert "/checkpoints" not in cfg.get("file_mounts", {}), "the flow writes to S3 itself"
+    with pytest.raises(ConfigError, match="set `job: train`"):
+        render_task(plan, changed(spot, num_nodes=2), ctx)

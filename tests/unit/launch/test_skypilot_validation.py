@@ -14,21 +14,16 @@ import pytest
 from minivess.config import read_yaml
 from minivess.launch.launcher import REPO_DIR
 from minivess.launch.render import RenderContext, dump_task, render_task
-from minivess.launch.skycheck import CheckItem, CheckResult, hint_for, validate_many
+from minivess.launch.skycheck import (
+    CheckItem,
+    CheckResult,
+    SkyValidationError,
+    hint_for,
+    raise_for,
+    validate_many,
+)
 from minivess.launch.targets import Kind, TargetConfig
 from minivess.planning.plan import TrainingPlan
-
-CASES = (
-    "local",
-    "ssh",
-    "spot",
-    "serve",
-    "template_train",
-    "template_serve",
-    "typo",
-    "serve_job_recovery",
-    "spot_multinode",
-)
 
 
 def _item(path: Path, target: TargetConfig, accelerators: list[str]) -> CheckItem:
@@ -97,11 +92,15 @@ def checked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CheckResult]:
     add("serve_job_recovery", serve_jr)
     multinode = TargetConfig.model_validate({**targets["spot"].model_dump(), "num_nodes": 2})
     add("spot_multinode", multinode)
+    experiment = TargetConfig.model_validate({**targets["spot"].model_dump(), "job": "experiment"})
+    add("spot_experiment", experiment)
     results = validate_many(list(items.values()), base / "sky-runtime")
     return dict(zip(items, results, strict=True))
 
 
-@pytest.mark.parametrize("case", ["local", "ssh", "spot", "serve", "spot_multinode"])
+@pytest.mark.parametrize(
+    "case", ["local", "ssh", "spot", "serve", "spot_multinode", "spot_experiment"]
+)
 def test_each_target_passes_skypilot(checked: dict[str, CheckResult], case: str) -> None:
     assert checked[case].ok, f"{case}: {checked[case].stage}: {checked[case].error}"
 
@@ -116,6 +115,12 @@ def test_typo_gets_skypilots_did_you_mean_and_our_hint(checked: dict[str, CheckR
     assert not result.ok and result.stage == "parse"
     assert "Instead of 'acelerators', did you mean 'accelerators'?" in result.error
     assert "fix the key's spelling" in hint_for(result.error, "sky/train.yaml")
+    with pytest.raises(SkyValidationError) as err:
+        raise_for(result, Path("sky/rendered/spot.yaml"), "sky/train.yaml")
+    assert str(err.value).startswith("sky/rendered/spot.yaml: SkyPilot rejected the task (parse)")
+    assert result.error.strip() in str(err.value) and "Hint: fix the key's spelling" in str(
+        err.value
+    )
 
 
 def test_serve_with_job_recovery_is_rejected_by_skyserve(checked: dict[str, CheckResult]) -> None:
