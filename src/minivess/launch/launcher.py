@@ -313,3 +313,31 @@ def execute(prepared: Prepared, environ: Mapping[str, str] | None = None) -> int
         request = sky.launch(task, cluster_name=target.name)
     sky.stream_and_get(request)
     return 0
+
+
+def render_for_plan(
+    plan: TrainingPlan,
+    target: str = "serve",
+    *,
+    out_dir: Path = DEFAULT_OUT,
+    model_uri: str | None = None,
+    runtime_dir: Path = DEFAULT_RUNTIME_DIR,
+    environ: Mapping[str, str] | None = None,
+) -> Prepared:
+    """Render, validate and write a target for an existing plan (no planning, no data).
+
+    For flows that already hold the plan, e.g. the deploy flow rendering the SkyServe task for
+    the champion: ``render_for_plan(plan, "serve", model_uri="models:/minivess-segmenter/3")``.
+    Starts nothing; ``Prepared.command`` is the ``sky serve up ...`` line to print.
+
+    Raises:
+        ConfigError / PlanError / SkyValidationError with a one-line reason.
+    """
+    env = os.environ if environ is None else environ
+    cfg = load_target(target)
+    if model_uri is not None and cfg.service is not None:
+        service = cfg.service.model_copy(update={"model_uri": model_uri})
+        cfg = cfg.model_copy(update={"service": service})
+    opts = LaunchOptions(target=target, out_dir=out_dir, runtime_dir=runtime_dir)
+    ctx = RenderContext(model=plan.model, workdir=opts.repo_dir)
+    return render_and_write(plan, cfg, ctx, opts, str(target_path(target)), env)

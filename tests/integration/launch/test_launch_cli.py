@@ -146,3 +146,36 @@ def test_local_target_trains_end_to_end(tmp_path: Path, data_dir: Path):
     assert len(ckpts) == 1, "minivess train wrote its checkpoint where the task said"
     run = yaml.safe_load((tmp_path / "out" / "local.yaml").read_text())["run"]
     assert str(ckpts[0].parent) in run
+
+
+def test_render_for_plan_gives_the_deploy_flow_a_validated_service(tmp_path: Path):
+    """The deploy flow's call: an existing plan and a model version, no data, no planning."""
+    from minivess.keys import Tier
+    from minivess.launch.launcher import render_for_plan
+    from minivess.planning.plan import TrainingPlan
+
+    plan = TrainingPlan(
+        model="dynunet",
+        tier=Tier.GPU_HIGH,
+        patch_size=(64, 64, 4),
+        batch_size=2,
+        cache_rate=1.0,
+        num_workers=2,
+        amp=True,
+        sw_roi=(64, 64, 4),
+        sw_overlap=0.25,
+        strides=[(1, 1, 1), (2, 2, 1)],
+        kernel_sizes=[(3, 3, 1), (3, 3, 1)],
+        accelerators=["L4:1"],
+    )
+    prepared = render_for_plan(
+        plan,
+        "serve",
+        out_dir=tmp_path / "out",
+        model_uri="models:/minivess-segmenter/3",
+        runtime_dir=tmp_path / "sky-runtime",
+        environ=SECRETS,
+    )
+    task = yaml.safe_load(prepared.yaml_path.read_text())
+    assert "--model-uri models:/minivess-segmenter/3 --port 3000" in task["run"]
+    assert prepared.command.startswith("sky serve up -n minivess-serve ")
