@@ -177,6 +177,7 @@ def build_context(
         experiment_config=exp_cfg,
         checkpoint_uri=s3.uri(s3.checkpoint_prefix) if s3.enabled else None,
         local_checkpoint_dir=settings.checkpoints_dir,
+        local_workspace=settings.workspace,
         s3_envs=s3_envs,
         local_accelerators=tuple(local_gpu_names(_known_gpus()))
         if target.kind is Kind.LOCAL

@@ -52,6 +52,7 @@ class RenderContext:
         local_checkpoint_dir: checkpoint root for the local target.
         s3_envs: non-secret storage settings to forward (bucket name, endpoint URL).
         local_accelerators: SkyPilot names of this machine's GPUs (local target).
+        local_workspace: the workspace of a local ``job: experiment`` run.
     """
 
     model: str
@@ -65,6 +66,7 @@ class RenderContext:
     local_checkpoint_dir: Path | None = None
     s3_envs: dict[str, str] = field(default_factory=dict)
     local_accelerators: tuple[str, ...] = ()
+    local_workspace: Path | None = None
 
 
 @dataclass
@@ -255,7 +257,10 @@ def train_args(
     """(``minivess`` sub-command and arguments, commands to run before it)."""
     if target.job is Job.EXPERIMENT:
         cfg = ctx.experiment_config or "configs/experiments/default.yaml"
-        return ["experiment", "--config", cfg, "--workspace", target.workspace], []
+        workspace = target.workspace
+        if target.kind is Kind.LOCAL and ctx.local_workspace is not None:
+            workspace = str(ctx.local_workspace)
+        return ["experiment", "--config", cfg, "--workspace", workspace], []
     data, before = _data_arg(target, ctx)
     args = ["train", "--data", data, "--model", ctx.model]
     if ctx.epochs is not None:

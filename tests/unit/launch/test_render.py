@@ -212,3 +212,11 @@ def test_job_experiment_runs_the_main_job_with_the_bucket_in_envs(
     assert "/checkpoints" not in cfg.get("file_mounts", {}), "the flow writes to S3 itself"
     with pytest.raises(ConfigError, match="set `job: train`"):
         render_task(plan, changed(spot, num_nodes=2), ctx)
+
+
+def test_local_job_experiment_uses_the_local_workspace(
+    plan: TrainingPlan, project: Path, shipped: dict[str, TargetConfig], changed
+) -> None:
+    ctx = RenderContext(model="dynunet", workdir=project, local_workspace=project / "ws")
+    cfg = render_task(plan, changed(shipped["local"], job="experiment"), ctx).config
+    assert cfg["run"].splitlines()[-1].endswith(f"--workspace {project / 'ws'}")
