@@ -154,6 +154,11 @@ def load_model_profile(name_or_path: str | Path) -> ModelProfile:
                 " Add one by dropping a YAML file into that folder (docs/planner.md)."
             )
     profile = load_yaml_model(ModelProfile, path)
+    if profile.name != path.stem:
+        raise ConfigError(
+            f"{path}: name '{profile.name}' differs from the file name; plans refer to models "
+            f"by name, so rename the file to {profile.name}.yaml or set name: {path.stem}."
+        )
     if profile.topology.rule == "per_axis" and profile.network.builder == "swinunetr":
         raise ConfigError(f"{path}: swinunetr needs topology.rule 'fixed' (fixed_divisor 32).")
     return profile

@@ -73,6 +73,7 @@ def test_unknown_model_suggests_the_closest():
         ({"network": {"entry_point": "no_colon"}}, "package.module:fn"),
         ({"topology": {"rule": "fixed", "max_levels": 6, "fixed_divisor": 24}}, "power of two"),
         ({"vram_per_voxel": 3}, "unknown field 'vram_per_voxel'"),
+        ({"name": "other"}, "differs from the file name"),
     ],
 )
 def test_bad_profiles_fail_with_the_fix(tmp_path: Path, edit, message):
@@ -80,7 +81,7 @@ def test_bad_profiles_fail_with_the_fix(tmp_path: Path, edit, message):
 
     data = yaml.safe_load((config_dir() / "model_profiles" / "dynunet.yaml").read_text())
     data.update(edit)
-    path = tmp_path / "bad.yaml"
+    path = tmp_path / "dynunet.yaml"
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match=message):
         load_model_profile(path)
