@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -111,7 +112,9 @@ def _auth_env(settings: Settings, environ: dict[str, str]) -> dict[str, str]:
         f"admin_username = {user}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
     )
-    return {"MLFLOW_AUTH_CONFIG_PATH": str(ini)}
+    # CSRF key of the auth app: the environment's, else a fresh random one for this process.
+    key = environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY") or secrets.token_hex(32)
+    return {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_FLASK_SERVER_SECRET_KEY": key}
 
 
 def stack_up(opts: StackOptions, settings: Settings) -> StackInfo:
