@@ -34,7 +34,7 @@ def tiny_plan(**changes):
         cache_rate=1.0,
         num_workers=1,
         amp=False,
-        sw_roi=(16, 16, 4),
+        sw_roi=(32, 32, 4),
         sw_overlap=0.25,
         strides=[(1, 1, 1), (2, 2, 1), (2, 2, 2)],
         kernel_sizes=[(3, 3, 3)] * 3,
@@ -47,7 +47,7 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_dataset(tmp_path_factory.mktemp("tiny"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def plan_factory():
     """:func:`tiny_plan`, as a fixture (test modules cannot import conftest)."""
     return tiny_plan

@@ -34,7 +34,7 @@ def tiny_plan(**changes):
         cache_rate=1.0,
         num_workers=1,
         amp=False,
-        sw_roi=(16, 16, 4),
+        sw_roi=(32, 32, 4),
         sw_overlap=0.25,
         strides=[(1, 1, 1), (2, 2, 1), (2, 2, 2)],
         kernel_sizes=[(3, 3, 3)] * 3,
