@@ -32,6 +32,17 @@ def full_minivess() -> DatasetProfile:
     )
 
 
+@pytest.fixture(scope="session")
+def generated_small(tmp_path_factory: pytest.TempPathFactory) -> DatasetProfile:
+    """The real profiler's view of the small synthetic dataset (6 volumes, one with Z=5)."""
+    from minivess.data.profiler import profile_dataset
+    from minivess.data.synth import synthesize
+
+    root = tmp_path_factory.mktemp("planning_small")
+    synthesize(root / "data", scale="small", seed=0, progress=False)
+    return profile_dataset(root / "data", cache_dir=root / "cache", workers=1, progress=False)
+
+
 @pytest.fixture
 def make_profile() -> ProfileFactory:
     """Factory: ``make_profile(shapes, spacings=None, names=None)`` -> DatasetProfile."""

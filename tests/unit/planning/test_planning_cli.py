@@ -118,7 +118,6 @@ def test_hardware_and_gpu_are_exclusive(profile_json, monkeypatch, capsys):
     assert code == 2 and "only one" in err
 
 
-@pytest.mark.slow
 def test_plan_on_a_data_folder(tmp_path, monkeypatch, capsys):
     from minivess.data.synth import synthesize
 

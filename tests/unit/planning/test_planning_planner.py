@@ -68,10 +68,13 @@ def test_tiers_follow_the_seed_table(full_minivess, hardware):
 
 
 class TestDatasetPatchCompatibility:
-    """The seed's §3 checks, on a generated dataset whose thinnest volume has 5 slices."""
+    """The seed's §3 checks on generated data whose thinnest volume has 5 slices: the real
+    profiler on the small synthetic dataset, and hand-made MiniVess-like shapes."""
 
-    @pytest.fixture
-    def dataset_profile(self, make_profile):
+    @pytest.fixture(params=["synthetic_small", "shapes"])
+    def dataset_profile(self, request, make_profile):
+        if request.param == "synthetic_small":
+            return request.getfixturevalue("generated_small")
         return make_profile([(256, 256, 9), (512, 512, 5), (300, 280, 40), (512, 512, 110)])
 
     @pytest.fixture(params=PROFILES)
@@ -87,6 +90,7 @@ class TestDatasetPatchCompatibility:
         return plan_training(hardware_budget, dataset_profile, model_config)
 
     def test_patch_fits_all_volumes(self, dataset_profile, data_config):
+        assert dataset_profile.min_shape[2] == 5 and dataset_profile.volumes
         for dim in range(3):
             assert data_config.patch_size[dim] <= dataset_profile.min_shape[dim], (
                 f"Patch dim {dim}={data_config.patch_size[dim]} exceeds smallest volume dim="
