@@ -276,7 +276,7 @@ class _Cache:
         if result.qc is not None:
             qc = self.qc_path(result.key)
             qc.parent.mkdir(parents=True, exist_ok=True)
-            tmp = qc.with_suffix(".tmp.npz")
+            tmp = qc.with_name(f".{result.key}.{os.getpid()}.tmp.npz")
             np.savez_compressed(tmp, **result.qc)
             os.replace(tmp, qc)
         payload = {"stats": result.stats, "reason": result.reason}
@@ -431,17 +431,20 @@ def _hash_files(
     classes: frozenset[int],
 ) -> tuple[dict[Path, str], list[tuple[VolumePair, str]]]:
     """sha256 of every discovered file, and each pair with its cache key."""
-    hashed: dict[Path, str] = {}
-    keyed: list[tuple[VolumePair, str]] = []
-    for pair in pairs:
-        files = [Path(pair.image), Path(pair.label or pair.image)]
-        digests = [cache.file_hash(f) for f in files]
-        hashed.update(zip(files, digests, strict=True))
-        keyed.append((pair, _pair_key(digests[0], digests[1], classes)))
-    for item in rejected:
-        path = Path(item.file)
-        if path.is_file():
-            hashed[path] = cache.file_hash(path)
+    from concurrent.futures import ThreadPoolExecutor
+
+    files = [Path(f) for pair in pairs for f in (pair.image, pair.label or pair.image)]
+    files += [Path(r.file) for r in rejected if Path(r.file).is_file()]
+    # hashlib releases the GIL on large buffers: a few threads hash files side by side
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        hashed = dict(zip(files, pool.map(cache.file_hash, files), strict=True))
+    keyed = [
+        (
+            pair,
+            _pair_key(hashed[Path(pair.image)], hashed[Path(pair.label or pair.image)], classes),
+        )
+        for pair in pairs
+    ]
     cache.save_memo()
     return hashed, keyed
 

@@ -50,6 +50,8 @@ NIFTI_EXT = ".nii.gz"
 OUTLIER_INDEX, OUTLIER_SPACING_UM = 1, 4.97
 #: Index of the thinnest (Z=5) and, at full scale, the thickest (Z=110) volume.
 MIN_Z_INDEX, MAX_Z_INDEX = 2, 3
+#: Radius of a tree's root vessel and the radius below which a branch stops, in µm.
+ROOT_RADIUS_UM, MIN_RADIUS_UM = (3.0, 10.0), 1.5
 FULL_N, FULL_XY, FULL_Z_RANGE, FULL_Z_MEDIAN = 70, 512, (5, 110), 22
 SMALL_N, SMALL_XY_CHOICES, SMALL_Z_RANGE, SMALL_Z_MEDIAN = 6, (64, 80, 96, 112, 128), (5, 24), 12
 
@@ -151,11 +153,13 @@ def volume_specs(
 
 
 def _tube_segments(
-    extent: np.ndarray, rng: np.random.Generator, max_segments: int
+    extent: np.ndarray, spacing: np.ndarray, rng: np.random.Generator, max_segments: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray, float, float]]:
     """Yield ``(start, end, r_start, r_end)`` of a branching vessel tree, in µm.
 
-    Trees start on the lateral faces and grow mostly in the xy plane (as cortical vessels seen
+    Radii are in µm like real cortical vessels (capillaries ~2 µm, penetrating vessels up to
+    ~10 µm), so a larger field of view holds more vessels, not fatter ones. Trees start on the
+    lateral faces and grow mostly in the xy plane (as cortical vessels seen
     from above do); they fork with probability 0.3 and thin at each fork. ``z`` reflects at the
     top and bottom so thin volumes keep their vessels.
     """
@@ -169,7 +173,10 @@ def _tube_segments(
         direction = np.zeros(3)
         direction[axis] = 1.0 if side == 0 else -1.0
         direction[1 - axis] = rng.uniform(-0.5, 0.5)
-        radius = float(rng.uniform(0.025, 0.05) * lateral)
+        # µm like real vessels, at least 2.5 voxels across (coarse scans such as mv02 see
+        # only the larger vessels), never fatter than a small field of view can hold
+        radius = max(float(rng.uniform(*ROOT_RADIUS_UM)), 2.5 * float(spacing[0]))
+        radius = min(radius, 0.04 * lateral)
         tips = [(pos, direction / np.linalg.norm(direction), radius)]
         while tips and count < max_segments:
             pos, direction, radius = tips.pop()
@@ -178,7 +185,7 @@ def _tube_segments(
             direction = direction + step
             direction[2] *= 0.6  # cortical vessels seen from above run mostly in-plane
             direction /= np.linalg.norm(direction)
-            length = float(rng.uniform(4.0, 9.0) * radius + 0.04 * lateral)
+            length = float(rng.uniform(4.0, 9.0) * radius + rng.uniform(5.0, 15.0))
             end = pos + direction * length
             if end[2] < 0 or end[2] > extent[2]:  # reflect in z
                 end[2] = float(np.clip(end[2], 0, extent[2]))
@@ -187,7 +194,7 @@ def _tube_segments(
             yield pos, end, radius, r_end
             count += 1
             inside = 0 <= end[0] <= extent[0] and 0 <= end[1] <= extent[1]
-            if not inside or r_end < 0.004 * lateral:
+            if not inside or r_end < max(MIN_RADIUS_UM, float(spacing[0])):
                 continue
             tips.append((end, direction, r_end))
             if rng.random() < 0.3:
@@ -253,7 +260,7 @@ def synth_volume(spec: VolumeSpec) -> tuple[np.ndarray, np.ndarray]:
     signal = np.zeros(shape, dtype=np.float32)
     target = int(rng.uniform(0.015, 0.05) * label.size)
     filled = 0
-    for seg in _tube_segments(extent, rng, max_segments=4000):
+    for seg in _tube_segments(extent, spacing, rng, max_segments=4000):
         filled += _draw_tube(label, signal, spacing, seg)
         if filled >= target:
             break
