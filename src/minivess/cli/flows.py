@@ -40,8 +40,10 @@ class FlowName(StrEnum):
 def experiment(config: ConfigOpt = None, workspace: Workspace = None) -> None:
     """Run the main job: data -> train -> analysis -> deploy, as Prefect flows."""
     from minivess.orchestration.experiment_flow import experiment_flow, print_summary
+    from minivess.settings import load_settings
 
-    ws = str(workspace) if workspace else None
+    ws = str(load_settings(workspace).workspace)
+    typer.echo(f"workspace: {ws}")
     print_summary(experiment_flow(experiment=config, workspace=ws))
 
 

@@ -57,15 +57,17 @@ def export_and_smoke_test(
 
 
 @task
-def render_serve_yaml(experiment: str | None, settings: Settings) -> str:
-    """The SkyServe task YAML for public serving, rendered and validated by the launcher."""
-    from minivess.launch.launcher import LaunchOptions, prepare
+def render_serve_yaml(bundle: Path, model_uri: str, settings: Settings) -> str:
+    """The SkyServe task YAML serving ``model_uri``, rendered and validated by the launcher."""
+    from minivess.launch.launcher import render_for_plan
+    from minivess.planning.plan import TrainingPlan
 
-    ws = settings.workspace
-    opts = LaunchOptions(
-        target="serve", config=experiment, dry_run=True, out_dir=ws / "sky", workspace=ws
+    plan = TrainingPlan.load(bundle / "plan.json")
+    prepared = render_for_plan(
+        plan, "serve", out_dir=settings.workspace / "sky", model_uri=model_uri
     )
-    return str(prepare(opts).yaml_path)
+    print(f"public serving: {prepared.command}")
+    return str(prepared.yaml_path)
 
 
 @task
@@ -95,7 +97,7 @@ def deploy_flow(workspace: str | None = None, experiment: str | None = None) -> 
     result = export_and_smoke_test(
         checkpoint, settings.deploy_dir / "build", exp.deploy.backend, smoke_volume(settings)
     )
-    serve_yaml = render_serve_yaml(experiment, settings)
+    serve_yaml = render_serve_yaml(result.bundle, version.uri, settings)
     run_id = record_deployment(version, result, serve_yaml, settings)
     return DeployFlowResult(
         run_id=run_id, model_uri=version.uri, endpoint=result.endpoint,

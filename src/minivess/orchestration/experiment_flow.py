@@ -88,23 +88,24 @@ def run_single_flow(
 
 
 def print_summary(result: ExperimentResult) -> None:
-    """The closing summary: where to look next."""
+    """The closing summary: where to look next (plain lines: paths are never wrapped)."""
     from rich.console import Console
-    from rich.panel import Panel
 
     analysis, deploy = result.chain.analysis, result.chain.deploy
-    lines = [
-        f"[bold]Workspace[/]        {result.workspace}",
-        f"[bold]Tracking UI[/]      mlflow ui --backend-store-uri {result.tracking_uri}",
-        f"[bold]QC report[/]        {result.data.report_html}",
-        f"[bold]Comparison table[/] {analysis.table_markdown}",
-        f"[bold]Registered model[/] {analysis.registered_uri} ({analysis.champion})",
+    rows = [
+        ("Workspace", result.workspace),
+        ("Tracking UI", f"mlflow ui --backend-store-uri {result.tracking_uri}"),
+        ("QC report", result.data.report_html),
+        ("Comparison table", analysis.table_markdown),
+        ("Registered model", f"{analysis.registered_uri} ({analysis.champion})"),
     ]
     if deploy is not None:
-        lines.append(f"[bold]Deployed[/]         smoke-tested at {deploy.endpoint}; "
-                     f"SkyServe YAML {deploy.serve_yaml}")  # fmt: skip
-    console = Console()
-    console.print(Panel("\n".join(lines), title="minivess experiment: done", expand=False))
+        rows.append(("Deployed", f"smoke-tested at {deploy.endpoint}"))
+        rows.append(("SkyServe YAML", deploy.serve_yaml))
+    console = Console(soft_wrap=True)
+    console.rule("[bold]minivess experiment: done")
+    for name, value in rows:
+        console.print(f"[bold]{name:<17}[/]{value}", highlight=False)
     table = Path(analysis.table_markdown)
     if table.is_file():
-        console.print(table.read_text())
+        console.print(table.read_text(), highlight=False)
