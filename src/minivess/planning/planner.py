@@ -162,15 +162,44 @@ def determine_memory_budget(
     )
 
 
-def fit_patch(target: Shape3, dataset: DatasetProfile, model: ModelProfile) -> tuple[Shape3, str]:
+def _grow_free_axes(capped: list[int], target: Shape3, limits: list[int]) -> list[int]:
+    """Scale the axes that the data did not cap so the patch keeps the target's voxel count.
+
+    ``limits`` is the per-axis ceiling (model max, smallest volume). Axes that hit their ceiling
+    while growing are fixed there and the rest is redistributed (at most three rounds).
+    """
+    goal = target[0] * target[1] * target[2]
+    out = list(capped)
+    free = [a for a in range(3) if capped[a] == target[a] and capped[a] < limits[a]]
+    for _ in range(3):
+        if not free or out[0] * out[1] * out[2] >= goal:
+            break
+        fixed = math.prod(out[a] for a in range(3) if a not in free)
+        scale = (goal / (fixed * math.prod(out[a] for a in free))) ** (1 / len(free))
+        for a in free:
+            out[a] = min(limits[a], int(out[a] * scale))
+        free = [a for a in free if out[a] < limits[a]]
+    return out
+
+
+def fit_patch(
+    target: Shape3, dataset: DatasetProfile, model: ModelProfile, keep_voxels: bool = False
+) -> tuple[Shape3, str]:
     """Largest valid patch <= target, the model's max and the smallest volume, per axis.
+
+    Args:
+        target: the tier's patch (x, y, z) voxels.
+        keep_voxels: when the data caps an axis (Z=5), grow the other axes (within the model max
+            and the smallest volume) so the patch keeps the target's voxel count.
 
     Raises:
         PlanError: an axis has no valid size (the data is thinner than the model allows).
     """
     topo = model.topology
-    capped = [min(target[a], model.limits.max_patch[a], dataset.min_shape[a]) for a in range(3)]
-    patch = [round_down(c, topo) for c in capped]
+    limits = [min(model.limits.max_patch[a], dataset.min_shape[a]) for a in range(3)]
+    capped = [min(target[a], limits[a]) for a in range(3)]
+    grown = _grow_free_axes(capped, target, limits) if keep_voxels else capped
+    patch = [round_down(c, topo) for c in grown]
     for a in range(3):
         if patch[a] < 1:
             raise PlanError(
@@ -182,10 +211,11 @@ def fit_patch(target: Shape3, dataset: DatasetProfile, model: ModelProfile) -> t
     out: Shape3 = (patch[0], patch[1], patch[2])
     reason = (
         f"target {tuple(target)} capped by the smallest volume {tuple(dataset.min_shape)} and "
-        f"the model max {tuple(model.limits.max_patch)} -> {tuple(capped)}, rounded down per axis "
-        f"to the topology -> {out}"
+        f"the model max {tuple(model.limits.max_patch)} -> {tuple(capped)}"
     )
-    return out, reason
+    if grown != capped:
+        reason += f", uncapped axes grown to keep the target's voxels -> {tuple(grown)}"
+    return out, reason + f", rounded down per axis to the topology -> {out}"
 
 
 def _can_shrink(patch: Shape3, axis: int, floor: Shape3, topo: TopologySpec) -> int:
@@ -410,11 +440,12 @@ def plan_training(
         validate_patch_override(ov.patch_size, model)
         patch: Shape3 = tuple(ov.patch_size)  # type: ignore[assignment]
         try:
-            patch_reason = f"auto would fit {fit_patch(spec.patch, dataset, model)[0]}"
+            auto_patch = fit_patch(spec.patch, dataset, model, settings.keep_target_voxels)[0]
+            patch_reason = f"auto would fit {auto_patch}"
         except PlanError as err:
             patch_reason = f"no automatic patch fits: {err}"
     else:
-        patch, patch_reason = fit_patch(spec.patch, dataset, model)
+        patch, patch_reason = fit_patch(spec.patch, dataset, model, settings.keep_target_voxels)
     # padding of small volumes (only an overridden patch can need it; memory fitting never grows it)
     padded, pad_decisions = padded_volumes(patch, dataset)
     if any(patch[a] > dataset.min_shape[a] for a in range(3)):

@@ -297,3 +297,15 @@ def test_unknown_hardware_key_is_rejected(tmp_path):
     with pytest.raises(ConfigError, match="Did you mean 'gpu_vram_mb'"):
         load_hardware(bad)
     assert HardwareBudget(cpu_cores=1, ram_total_gb=1, ram_available_gb=1).device_key == "cpu"
+
+
+def test_capped_axis_frees_voxels_for_the_others(full_minivess, hardware):
+    """Z=5 caps the tier's 96×96×24; x and y grow to keep its voxels (or not, if switched off)."""
+    dyn = load_model_profile("dynunet")
+    plan = plan_training(hardware["gpu_8gb"], full_minivess, dyn)
+    assert plan.patch_size == (208, 208, 5)
+    assert 0.9 * 96 * 96 * 24 <= 208 * 208 * 5 <= 96 * 96 * 24
+    assert "grown to keep the target's voxels" in plan.decision("patch_size").reason
+    literal = load_planner_settings().model_copy(update={"keep_target_voxels": False})
+    seed_rule = plan_training(hardware["gpu_8gb"], full_minivess, dyn, settings=literal)
+    assert seed_rule.patch_size == (96, 96, 5)
