@@ -10,6 +10,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from minivess.config import config_dir
 from minivess.data.profiler import (
@@ -160,3 +163,19 @@ def test_empty_folder_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "raw").mkdir()
     with pytest.raises(DataError, match="no image/label pair found"):
         profile_dataset(tmp_path, progress=False)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    hnp.arrays(
+        dtype=st.sampled_from([np.uint8, np.uint16, np.int16]),
+        shape=hnp.array_shapes(min_dims=3, max_dims=3, min_side=1, max_side=9),
+    )
+)
+def test_integer_stats_match_numpy_for_any_volume(image: np.ndarray) -> None:
+    stats = intensity_stats(np.asfortranarray(image))
+    assert stats["intensity_min"] == image.min() and stats["intensity_max"] == image.max()
+    assert stats["intensity_mean"] == pytest.approx(image.mean(dtype=np.float64), abs=1e-9)
+    assert stats["intensity_std"] == pytest.approx(image.std(dtype=np.float64), abs=1e-6)
+    for q in (1, 99):
+        assert stats[f"intensity_p{q}"] == np.percentile(image, q, method="inverted_cdf")
