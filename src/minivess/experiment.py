@@ -21,6 +21,11 @@ class DataSection(StrictModel):
     """Which data to use. ``dir: null`` synthesises the embedded MiniVess-like default."""
 
     dir: Path | None = None
+    test_dir: Path | None = Field(
+        default=None,
+        description="held-out labelled volumes for the analysis flow; null = a synthetic held-out "
+        "set for synthetic data, else the training data (optimistic, and logged as such)",
+    )
     synth_scale: Literal["small", "full"] = "small"
     synth_volumes: int | None = None
     seed: int = 0

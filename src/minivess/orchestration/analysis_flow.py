@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,12 +10,16 @@ from typing import Any
 
 from prefect import flow, task
 
+from minivess.experiment import ExperimentConfig, load_experiment
 from minivess.orchestration import common
 from minivess.settings import Settings
 from minivess.tracking.contract import Artifact, Flow, Tag
 
 #: Folder of the analysis run that holds the champion's files (what the registry points at).
 CHAMPION_DIR = "champion"
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,33 @@ def data_dir_of(settings: Settings, run: Any) -> str:
     return DatasetProfile.model_validate_json(text).data_dir
 
 
+#: Volumes in the synthetic held-out set and the seed offset that keeps it apart from training.
+HELD_OUT_VOLUMES = 3
+HELD_OUT_SEED_OFFSET = 1000
+
+
+@task
+def evaluation_data(exp: ExperimentConfig, settings: Settings, train_data_dir: str) -> str:
+    """Where the members are scored: a held-out set, never silently the training data.
+
+    ``data.test_dir`` when given; for the synthetic default, a synthetic held-out set drawn with
+    another seed; otherwise the training data itself, with a warning that scores are optimistic.
+    """
+    from minivess.data.synth import synthesize
+
+    if exp.data.test_dir:
+        return str(exp.data.test_dir)
+    if exp.data.dir is None:
+        test_dir = settings.workspace / "data-test"
+        if not any(test_dir.glob("raw/*.nii*")):
+            synthesize(test_dir, scale=exp.data.synth_scale, n_volumes=HELD_OUT_VOLUMES,
+                       seed=exp.data.seed + HELD_OUT_SEED_OFFSET, progress=False)  # fmt: skip
+        return str(test_dir)
+    log.warning("analysis: no data.test_dir in experiment '%s'; scoring on the training data "
+                "%s, so the figures are optimistic", exp.name, train_data_dir)  # fmt: skip
+    return train_data_dir
+
+
 @task
 def evaluate_members(data_dir: str, members: dict[str, str], out_dir: Path) -> Any:
     """Per-volume metrics, CIs, ensembles, calibration and figures for the members."""
@@ -97,7 +129,9 @@ def deployable(report: Any) -> tuple[str, str, dict[str, float]]:
 
 
 @task
-def log_and_register(report: Any, runs: list[Any], settings: Settings) -> tuple[str, str]:
+def log_and_register(
+    report: Any, runs: list[Any], test_dir: str, settings: Settings
+) -> tuple[str, str]:
     """Log the analysis run, then register the champion once its files are stored."""
     import mlflow
 
@@ -114,6 +148,7 @@ def log_and_register(report: Any, runs: list[Any], settings: Settings) -> tuple[
     }
     with mfa.flow_run(client, settings, Flow.ANALYSIS, tags=tags, run_name="analysis") as run:
         mlflow.log_dict({"train_runs": [r.info.run_id for r in runs]}, "analysis/members.json")
+        mlflow.log_param("evaluation_data", test_dir)
         mlflow.log_artifacts(str(report.out_dir), Artifact.COMPARISON.value)
         name, ckpt, metrics = deployable(report)
         mlflow.log_metrics({f"champion_{k}": v for k, v in metrics.items()})
@@ -138,13 +173,15 @@ def analysis_flow(
 ) -> AnalysisFlowResult:
     """Evaluate and ensemble the trained members; register the champion in the registry."""
     settings = common.settings_for(workspace)
+    exp = load_experiment(experiment)
     runs = find_train_runs(settings, train_run_ids)
     members = fetch_members(runs, settings.analysis_dir / "members")
-    report = evaluate_members(data_dir_of(settings, runs[0]), members, settings.analysis_dir)
+    test_dir = evaluation_data(exp, settings, data_dir_of(settings, runs[0]))
+    report = evaluate_members(test_dir, members, settings.analysis_dir)
     common.markdown_artifact("minivess-comparison", report.table_markdown,
                              "Loss x fold comparison with bootstrap 95% CIs")  # fmt: skip
     common.table_artifact("minivess-comparison-table", report.table, "Per-model metrics")
-    run_id, uri = log_and_register(report, runs, settings)
+    run_id, uri = log_and_register(report, runs, test_dir, settings)
     name, _, metrics = deployable(report)
     return AnalysisFlowResult(
         run_id=run_id, champion=name, champion_metrics=metrics,
