@@ -162,20 +162,27 @@ def determine_memory_budget(
     )
 
 
-def _grow_free_axes(capped: list[int], target: Shape3, limits: list[int]) -> list[int]:
+def _grow_free_axes(
+    capped: list[int], target: Shape3, limits: list[int], cost: list[int] | None = None
+) -> list[int]:
     """Scale the axes that the data did not cap so the patch keeps the target's voxel count.
 
     ``limits`` is the per-axis ceiling (model max, smallest volume). Axes that hit their ceiling
     while growing are fixed there and the rest is redistributed (at most three rounds).
+    ``cost`` is what each capped axis costs the network (an internally padded axis costs its
+    padded size), default ``capped``.
     """
+    cost = cost or capped
     goal = target[0] * target[1] * target[2]
     out = list(capped)
     free = [a for a in range(3) if capped[a] == target[a] and capped[a] < limits[a]]
     for _ in range(3):
         if not free or out[0] * out[1] * out[2] >= goal:
             break
-        fixed = math.prod(out[a] for a in range(3) if a not in free)
+        fixed = math.prod(max(out[a], cost[a]) for a in range(3) if a not in free)
         scale = (goal / (fixed * math.prod(out[a] for a in free))) ** (1 / len(free))
+        if scale <= 1.0:
+            break  # growing only: never below what the data allows
         for a in free:
             out[a] = min(limits[a], int(out[a] * scale))
         free = [a for a in free if out[a] < limits[a]]
@@ -198,7 +205,8 @@ def fit_patch(
     topo = model.topology
     limits = [min(model.limits.max_patch[a], dataset.min_shape[a]) for a in range(3)]
     capped = [min(target[a], limits[a]) for a in range(3)]
-    grown = _grow_free_axes(capped, target, limits) if keep_voxels else capped
+    cost = list(network_shape((capped[0], capped[1], capped[2]), topo))
+    grown = _grow_free_axes(capped, target, limits, cost) if keep_voxels else capped
     patch = [round_down(c, topo) for c in grown]
     for a in range(3):
         if patch[a] < 1:
