@@ -393,6 +393,19 @@ def plan_training(
             reason = f"set by the researcher ({reason})" if reason else "set by the researcher"
         decisions.append(Decision(name=name, value=value, reason=reason, source=src))
 
+    gpus = (
+        f"{hardware.gpu_count}x {hardware.gpu_name} ({hardware.gpu_vram_mb} MiB each)"
+        if hardware.has_gpu
+        else "no GPU"
+    )
+    decide(
+        "hardware",
+        hardware.device_key,
+        f"{hardware.cpu_cores} CPU cores, {hardware.ram_available_gb:.1f} of "
+        f"{hardware.ram_total_gb:.1f} GB RAM free (swap {hardware.swap_total_gb:.1f} GB is never "
+        f"planned on), {gpus}, environment {hardware.environment}",
+    )
+
     # tier and device
     auto_tier, tier_reason = determine_tier(hardware, settings)
     tier = ov.tier or auto_tier
