@@ -258,6 +258,7 @@ def fit_memory(
     budget_mb: float,
     patch_fixed: bool,
     batch_fixed: bool,
+    advice: str = "Use a bigger GPU or a lighter model.",
 ) -> tuple[Shape3, int, float, list[str]]:
     """Shrink the patch (axis with the most room first), then the batch, until within budget.
 
@@ -304,7 +305,7 @@ def fit_memory(
             raise PlanError(
                 f"model '{model.name}' needs {est:.0f} MiB even at its smallest patch {patch} "
                 f"and batch {batch}, over the budget of {budget_mb:.0f} MiB: the device is too "
-                "small for this model at any patch. Use a bigger GPU or a lighter model."
+                f"small for this model at any patch. {advice}"
             )
         est = training_mb(mem, _voxels(patch, topo), batch, amp)
     if (patch, batch) != start:
@@ -496,6 +497,9 @@ def plan_training(
         budget_mb=budget_mb,
         patch_fixed=ov.patch_size is not None,
         batch_fixed=ov.batch_size is not None,
+        advice="Use a bigger GPU or a lighter model."
+        if gpu
+        else "Free RAM, lower cache_rate (--set cache_rate=0.2) or use a lighter model.",
     )
     if notes:
         patch_reason += "; " + "; ".join(notes)

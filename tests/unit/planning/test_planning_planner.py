@@ -309,3 +309,13 @@ def test_capped_axis_frees_voxels_for_the_others(full_minivess, hardware):
     literal = load_planner_settings().model_copy(update={"keep_target_voxels": False})
     seed_rule = plan_training(hardware["gpu_8gb"], full_minivess, dyn, settings=literal)
     assert seed_rule.patch_size == (96, 96, 5)
+
+
+def test_cpu_memory_is_what_the_cache_leaves(make_profile, hardware):
+    """On the CPU tier the working set shares free RAM with the cache; too little is refused."""
+    data = make_profile([(512, 512, 40)] * 10)
+    box = hardware["cpu_16gb"].model_copy(update={"ram_available_gb": 0.5})
+    with pytest.raises(PlanError, match="lower cache_rate"):
+        plan_training(box, data, load_model_profile("swinunetr"))
+    plan = plan_training(box, data, load_model_profile("dynunet"), overrides={"cache_rate": 0})
+    assert plan.vram_estimate_mb <= 0.8 * 0.5 * 1024
