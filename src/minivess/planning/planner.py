@@ -360,6 +360,108 @@ def padded_volumes(patch: Shape3, dataset: DatasetProfile) -> tuple[list[str], l
 # --------------------------------------------------------------------------------------------
 
 
+class _Decisions:
+    """Collects decisions; a value the researcher overrode is marked ``override``."""
+
+    def __init__(self, ov: PlanOverrides) -> None:
+        self.ov = ov
+        self.items: list[Decision] = []
+
+    def __call__(self, name: str, value: Any, reason: str, field: str | None = None) -> None:
+        src = self.ov.source(field) if field else Source.AUTO
+        if src is Source.OVERRIDE:
+            reason = f"set by the researcher ({reason})" if reason else "set by the researcher"
+        self.items.append(Decision(name=name, value=value, reason=reason, source=src))
+
+
+def describe_hardware(hw: HardwareBudget) -> str:
+    """One line summarising the budget the plan is made for."""
+    gpus = f"{hw.gpu_count}x {hw.gpu_name} ({hw.gpu_vram_mb} MiB each)" if hw.has_gpu else "no GPU"
+    return (
+        f"{hw.cpu_cores} CPU cores, {hw.ram_available_gb:.1f} of {hw.ram_total_gb:.1f} GB RAM "
+        f"free (swap {hw.swap_total_gb:.1f} GB is never planned on), {gpus}, "
+        f"environment {hw.environment}"
+    )
+
+
+def determine_amp(ov: PlanOverrides, model: ModelProfile, gpu: bool) -> tuple[bool, str]:
+    """Mixed precision: on a GPU when the model supports it (or as overridden)."""
+    if ov.amp is not None:
+        if ov.amp and not model.supports_amp:
+            raise PlanError(f"amp=true: model '{model.name}' does not support mixed precision")
+        return ov.amp, ""
+    if gpu and model.supports_amp:
+        return True, "GPU and the model supports mixed precision"
+    return False, "the model does not support mixed precision" if gpu else "CPU training: fp32"
+
+
+def check_padding(
+    patch: Shape3, dataset: DatasetProfile, ov: PlanOverrides
+) -> tuple[list[str], list[Decision]]:
+    """Volumes an (overridden) patch would pad; refused when ``allow_padding`` is false."""
+    padded, decisions = padded_volumes(patch, dataset)
+    if not any(patch[a] > dataset.min_shape[a] for a in range(3)):
+        return [], []
+    if not ov.allow_padding:
+        first = padded[:3] or ["the smallest volume"]
+        more = f" and {len(padded) - 3} more" if len(padded) > 3 else ""
+        raise PlanError(
+            f"patch_size {patch} is larger than volume {', '.join(first)}{more} "
+            f"(smallest shape {tuple(dataset.min_shape)}) and allow_padding is false: "
+            "use a smaller patch_size or set allow_padding=true"
+        )
+    if not dataset.volumes:
+        decisions.append(
+            Decision(
+                name="padding",
+                value=list(dataset.min_shape),
+                source=Source.OVERRIDE,
+                reason="the profile has no per-volume stats; volumes smaller than the patch "
+                "are padded",
+            )
+        )
+    return padded, decisions
+
+
+def determine_sw_roi(ov: PlanOverrides, patch: Shape3, divisors: Shape3) -> Shape3:
+    """Sliding-window roi: the training patch, or an override that suits the network.
+
+    Raises:
+        ConfigError: an overridden roi axis is not a multiple of the network's divisor.
+    """
+    if ov.sw_roi is None:
+        return patch
+    for a in range(3):
+        if ov.sw_roi[a] % divisors[a]:
+            raise ConfigError(
+                f"sw_roi {tuple(ov.sw_roi)}: axis {_AXES[a]}={ov.sw_roi[a]} is not a multiple "
+                f"of {divisors[a]} (the network's divisor on that axis)"
+            )
+    return (ov.sw_roi[0], ov.sw_roi[1], ov.sw_roi[2])
+
+
+def determine_accelerators(
+    ov: PlanOverrides,
+    model: ModelProfile,
+    patch: Shape3,
+    batch: int,
+    count: int,
+    settings: PlannerSettings,
+) -> tuple[list[str], str]:
+    """Cloud GPU candidates for this patch and batch, cheapest first (or as overridden)."""
+    if ov.accelerators is not None:
+        for acc in ov.accelerators:
+            parse_accelerator(acc)
+        return list(ov.accelerators), ""
+    cands = gpu_candidates(model, patch, batch, settings, count=count, amp=model.supports_amp)
+    if not cands:
+        return [], "no GPU in configs/gpus.yaml holds this patch and batch"
+    return [c.accelerator for c in cands], (
+        f"cloud GPUs whose {settings.vram_budget_fraction:.0%} VRAM holds this patch and batch "
+        f"({cands[0].estimate_mb:.0f} MiB, static vram model), cheapest first (configs/gpus.yaml)"
+    )
+
+
 def plan_training(
     hardware: HardwareBudget,
     dataset: DatasetProfile,
@@ -386,26 +488,8 @@ def plan_training(
     ov = parse_overrides(overrides)
     if dataset.n_volumes < 1 or min(dataset.min_shape) < 1:
         raise PlanError(f"dataset {dataset.data_dir}: no usable volume to plan for")
-    decisions: list[Decision] = []
-
-    def decide(name: str, value: Any, reason: str, field: str | None = None) -> None:
-        src = ov.source(field) if field else Source.AUTO
-        if src is Source.OVERRIDE:
-            reason = f"set by the researcher ({reason})" if reason else "set by the researcher"
-        decisions.append(Decision(name=name, value=value, reason=reason, source=src))
-
-    gpus = (
-        f"{hardware.gpu_count}x {hardware.gpu_name} ({hardware.gpu_vram_mb} MiB each)"
-        if hardware.has_gpu
-        else "no GPU"
-    )
-    decide(
-        "hardware",
-        hardware.device_key,
-        f"{hardware.cpu_cores} CPU cores, {hardware.ram_available_gb:.1f} of "
-        f"{hardware.ram_total_gb:.1f} GB RAM free (swap {hardware.swap_total_gb:.1f} GB is never "
-        f"planned on), {gpus}, environment {hardware.environment}",
-    )
+    decide = _Decisions(ov)
+    decide("hardware", hardware.device_key, describe_hardware(hardware))
 
     # tier and device
     auto_tier, tier_reason = determine_tier(hardware, settings)
@@ -415,82 +499,53 @@ def plan_training(
     gpu = hardware.has_gpu and tier is not Tier.CPU
     devices = hardware.gpu_count if gpu and tier is Tier.CLOUD_MULTI else 1
     device = "cuda" if gpu else "cpu"
-    decide(
-        "device",
-        f"{device}x{devices}" if devices > 1 else device,
-        f"tier {tier.value}" + (f" on {hardware.gpu_name}" if gpu else ""),
-    )
+    on = f" on {hardware.gpu_name}" if gpu else ""
+    decide("device", f"{device}x{devices}" if devices > 1 else device, f"tier {tier.value}{on}")
 
-    # memory model (calibration preferred when it matches this model and device)
-    usable_cal = None
-    if calibration is not None:
-        if calibration.model == model.name and calibration.device == hardware.device_key:
-            usable_cal = calibration
-        else:
-            decide(
-                "calibration",
-                None,
-                f"ignored {calibration.file_name}: measured for {calibration.model} on "
-                f"{calibration.device}, planning {model.name} on {hardware.device_key}",
-            )
-    mem, mem_source = memory_model(model, gpu, usable_cal)
-
-    # AMP
-    if ov.amp is not None:
-        if ov.amp and not model.supports_amp:
-            raise PlanError(f"amp=true: model '{model.name}' does not support mixed precision")
-        amp = ov.amp
-        decide("amp", amp, "", "amp")
-    else:
-        amp = gpu and model.supports_amp
-        why = (
-            "GPU and the model supports mixed precision"
-            if amp
-            else ("the model does not support mixed precision" if gpu else "CPU training: fp32")
+    # memory model (a calibration of this model on this device wins), AMP, cache, budget
+    if calibration is not None and (calibration.model, calibration.device) != (
+        model.name,
+        hardware.device_key,
+    ):
+        decide(
+            "calibration",
+            None,
+            f"ignored {calibration.file_name}: measured for {calibration.model} on "
+            f"{calibration.device}, planning {model.name} on {hardware.device_key}",
         )
-        decide("amp", amp, why)
-
-    # cache (before the CPU memory budget, which is what the cache leaves)
+        calibration = None
+    mem, mem_source = memory_model(model, gpu, calibration)
+    amp, amp_reason = determine_amp(ov, model, gpu)
+    decide("amp", amp, amp_reason, "amp")
     auto_rate, rate_reason = determine_cache_rate(hardware, dataset, settings)
     cache_rate = ov.cache_rate if ov.cache_rate is not None else auto_rate
     decide("cache_rate", cache_rate, rate_reason, "cache_rate")
     cache_gb = dataset.total_size_gb * settings.cache_bytes_factor * cache_rate
     budget_mb, budget_reason = determine_memory_budget(hardware, gpu, cache_gb, settings)
 
-    # patch (fit + divisibility), batch, then memory
+    # patch: fit + divisibility (or the override, with its padding), then memory
+    auto_patch, patch_reason = (None, "")
+    try:
+        auto_patch, patch_reason = fit_patch(
+            spec.patch, dataset, model, settings.keep_target_voxels
+        )
+    except PlanError as err:
+        if ov.patch_size is None:
+            raise
+        patch_reason = f"no automatic patch fits: {err}"
     if ov.patch_size is not None:
         validate_patch_override(ov.patch_size, model)
-        patch: Shape3 = tuple(ov.patch_size)  # type: ignore[assignment]
-        try:
-            auto_patch = fit_patch(spec.patch, dataset, model, settings.keep_target_voxels)[0]
-            patch_reason = f"auto would fit {auto_patch}"
-        except PlanError as err:
-            patch_reason = f"no automatic patch fits: {err}"
+        patch: Shape3 = (ov.patch_size[0], ov.patch_size[1], ov.patch_size[2])
+        patch_reason = f"auto would fit {auto_patch}" if auto_patch else patch_reason
     else:
-        patch, patch_reason = fit_patch(spec.patch, dataset, model, settings.keep_target_voxels)
-    # padding of small volumes (only an overridden patch can need it; memory fitting never grows it)
-    padded, pad_decisions = padded_volumes(patch, dataset)
-    if any(patch[a] > dataset.min_shape[a] for a in range(3)):
-        if not ov.allow_padding:
-            first = padded[:3] or ["the smallest volume"]
-            more = f" and {len(padded) - 3} more" if len(padded) > 3 else ""
-            raise PlanError(
-                f"patch_size {patch} is larger than volume {', '.join(first)}{more} "
-                f"(smallest shape {tuple(dataset.min_shape)}) and allow_padding is false: "
-                "use a smaller patch_size or set allow_padding=true"
-            )
-        decisions.extend(pad_decisions)
-        if not dataset.volumes:
-            decide(
-                "padding",
-                list(dataset.min_shape),
-                "the profile has no per-volume stats; volumes smaller than the patch are padded",
-            )
-
-    batch = ov.batch_size if ov.batch_size is not None else min(spec.batch, model.limits.max_batch)
+        assert auto_patch is not None
+        patch = auto_patch
+    padded, pad_decisions = check_padding(patch, dataset, ov)
+    decide.items.extend(pad_decisions)
+    base_batch = min(spec.batch, model.limits.max_batch)
     patch, batch, estimate, notes = fit_memory(
         patch,
-        batch,
+        ov.batch_size if ov.batch_size is not None else base_batch,
         model=model,
         mem=mem,
         amp=amp,
@@ -501,11 +556,10 @@ def plan_training(
         if gpu
         else "Free RAM, lower cache_rate (--set cache_rate=0.2) or use a lighter model.",
     )
-    if notes:
-        patch_reason += "; " + "; ".join(notes)
-    decide("patch_size", list(patch), patch_reason, "patch_size")
+    decide("patch_size", list(patch), "; ".join([patch_reason, *notes]), "patch_size")
+
+    # the network the patch implies
     strides = strides_for(patch, model.topology)
-    kernels = kernels_for(strides, model.topology)
     divisors = divisors_of(strides)
     decide(
         "strides",
@@ -521,7 +575,8 @@ def plan_training(
             f"'{model.name}' needs multiples of {model.topology.fixed_divisor}: thin axes of the "
             f"patch {patch} are zero-padded to {net_shape} inside the network (the data is not)",
         )
-    base_batch = min(spec.batch, model.limits.max_batch)
+
+    # batch, accumulation, memory
     if ov.batch_size is not None:
         batch_reason = f"tier {tier.value} would use {base_batch}"
     else:
@@ -529,18 +584,16 @@ def plan_training(
         if batch != base_batch:
             batch_reason += f", reduced to {batch} to fit memory"
     decide("batch_size", batch, batch_reason, "batch_size")
-    if ov.grad_accum_steps is not None:
-        accum = ov.grad_accum_steps
-        decide("grad_accum_steps", accum, "", "grad_accum_steps")
-    else:
-        accum = max(1, math.ceil(base_batch / batch)) if ov.batch_size is None else 1
-        decide(
-            "grad_accum_steps",
-            accum,
-            f"keeps the effective batch at {batch * accum} (tier batch {base_batch})"
-            if accum > 1
-            else "the batch was not reduced",
-        )
+    auto_accum = max(1, math.ceil(base_batch / batch)) if ov.batch_size is None else 1
+    accum = ov.grad_accum_steps or auto_accum
+    decide(
+        "grad_accum_steps",
+        accum,
+        f"keeps the effective batch at {batch * auto_accum} (tier batch {base_batch})"
+        if auto_accum > 1
+        else "the batch was not reduced",
+        "grad_accum_steps",
+    )
     decide(
         "memory",
         round(estimate, 1),
@@ -548,7 +601,7 @@ def plan_training(
         f"memory model: {mem_source}",
     )
 
-    # workers, sliding window
+    # loader, sliding window, cloud
     auto_workers = max(0, min(spec.workers, hardware.cpu_cores - 1))
     workers = ov.num_workers if ov.num_workers is not None else auto_workers
     decide(
@@ -558,39 +611,13 @@ def plan_training(
         f"{auto_workers} besides the main process",
         "num_workers",
     )
-    if ov.sw_roi is not None:
-        for a in range(3):
-            if ov.sw_roi[a] % divisors[a]:
-                raise ConfigError(
-                    f"sw_roi {tuple(ov.sw_roi)}: axis {_AXES[a]}={ov.sw_roi[a]} is not a multiple "
-                    f"of {divisors[a]} (the network's divisor on that axis)"
-                )
-        sw_roi: Shape3 = tuple(ov.sw_roi)  # type: ignore[assignment]
-    else:
-        sw_roi = patch
+    sw_roi = determine_sw_roi(ov, patch, divisors)
     decide("sw_roi", list(sw_roi), "the training patch (same network shapes)", "sw_roi")
     sw_overlap = ov.sw_overlap if ov.sw_overlap is not None else model.sw_overlap
     decide("sw_overlap", sw_overlap, f"model profile '{model.name}' default", "sw_overlap")
-
-    # cloud candidates
-    if ov.accelerators is not None:
-        for acc in ov.accelerators:
-            parse_accelerator(acc)
-        accelerators = list(ov.accelerators)
-        decide("accelerators", accelerators, "", "accelerators")
-    else:
-        count = devices if tier is Tier.CLOUD_MULTI else 1
-        cands = gpu_candidates(model, patch, batch, settings, count=count, amp=model.supports_amp)
-        accelerators = [c.accelerator for c in cands]
-        need = cands[0].estimate_mb if cands else 0.0
-        decide(
-            "accelerators",
-            accelerators,
-            f"cloud GPUs whose {settings.vram_budget_fraction:.0%} VRAM holds this patch and batch "
-            f"({need:.0f} MiB, static vram model), cheapest first (configs/gpus.yaml)"
-            if cands
-            else "no GPU in configs/gpus.yaml holds this patch and batch",
-        )
+    count = devices if tier is Tier.CLOUD_MULTI else 1
+    accelerators, acc_reason = determine_accelerators(ov, model, patch, batch, count, settings)
+    decide("accelerators", accelerators, acc_reason, "accelerators")
 
     return TrainingPlan(
         model=model.name,
@@ -604,12 +631,12 @@ def plan_training(
         sw_roi=sw_roi,
         sw_overlap=sw_overlap,
         strides=strides,
-        kernel_sizes=kernels,
+        kernel_sizes=kernels_for(strides, model.topology),
         padded_volumes=padded,
         accelerators=accelerators,
         vram_estimate_mb=round(estimate, 1),
         dataset_hash=dataset.dataset_hash,
-        decisions=decisions,
+        decisions=decide.items,
         device=device,
         devices=devices,
     )
