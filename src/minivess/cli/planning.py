@@ -66,15 +66,12 @@ def calibrate(
         list[str] | None, typer.Option(help="Patch x,y,z to measure (repeat; default: 3 sizes).")
     ] = None,
     batch: Annotated[int, typer.Option(help="Samples per training step.", min=1)] = 1,
-    hardware: Annotated[
-        Path | None, typer.Option(help="Hardware YAML (default: detect this machine).")
-    ] = None,
 ) -> None:
     """Measure MODEL's peak training memory on this device; store it for the planner."""
     from minivess.errors import ConfigError
-    from minivess.planning import resolve_hardware
     from minivess.planning.calibration import calibrate as run_calibration
     from minivess.planning.calibration import save_calibration
+    from minivess.planning.hardware import detect_hardware
     from minivess.planning.profiles import load_model_profile
 
     try:
@@ -84,7 +81,7 @@ def calibrate(
     if any(len(p) != 3 for p in patches):
         raise ConfigError("--patch: expected three integers x,y,z, e.g. --patch 64,64,8")
     profile = load_model_profile(model)
-    cal = run_calibration(profile, resolve_hardware(hardware), patches or None, batch=batch)  # type: ignore[arg-type]
+    cal = run_calibration(profile, detect_hardware(), patches or None, batch=batch)  # type: ignore[arg-type]
     path = save_calibration(cal)
     static = profile.memory(cal.device != "cpu")
     typer.echo(

@@ -273,7 +273,13 @@ def calibrate(
 
     device = "cuda" if hardware.has_gpu else "cpu"
     amp = (device == "cuda" and profile.supports_amp) if amp is None else amp
+    from minivess.planning.planner import validate_patch_override
+
     patches = patches or default_patches(profile)
+    for patch in patches:
+        validate_patch_override(patch, profile)
+    if len({p[0] * p[1] * p[2] for p in patches}) < 2:
+        raise ConfigError("calibration needs at least two patch sizes with different volumes")
     points = []
     with Progress(disable=not progress, transient=True) as bar:
         label = f"calibrating {profile.name} on {hardware.device_key}"

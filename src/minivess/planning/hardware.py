@@ -116,12 +116,12 @@ def detect_gpus(nvml: Any | None = None) -> list[GpuInfo]:
         try:
             import pynvml as nvml
         except ImportError:
-            log.info("NVML (nvidia-ml-py) not installed: no GPU detected")
+            log.debug("NVML (nvidia-ml-py) not installed: no GPU detected")
             return []
     try:
         nvml.nvmlInit()
     except Exception as err:  # pynvml raises NVMLError subclasses for a missing driver
-        log.info("NVML unavailable (%s): no GPU detected", err)
+        log.debug("NVML unavailable (%s): no GPU detected", err)
         return []
     gpus = []
     try:

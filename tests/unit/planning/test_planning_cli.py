@@ -173,3 +173,20 @@ def test_calibrate_then_plan_uses_the_calibration(
         str(HW / "cpu_16gb.yaml"),
     )
     assert code == 0 and "segresnet__cpu.json" in out
+
+
+def test_calibrate_rejects_bad_patches_before_measuring(monkeypatch, capsys):
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "calibrate",
+        "--model",
+        "dynunet",
+        "--patch",
+        "33,32,8",
+        "--patch",
+        "64,64,8",
+    )
+    assert code == 2 and "axis x=33" in err and "use 32 or 40" in err
+    code, _, err = run_cli(monkeypatch, capsys, "calibrate", "--patch", "32,32")
+    assert code == 2 and "three integers" in err
