@@ -15,6 +15,7 @@ from minivess.errors import ConfigError
 from minivess.keys import Environment
 from minivess.planning.hardware import HardwareBudget
 from minivess.planning.memory import training_mb
+from minivess.planning.plan import TrainingPlan
 from minivess.planning.profiles import ModelProfile
 from minivess.planning.settings import GpuTable, PlannerSettings, load_gpu_table
 from minivess.planning.topology import network_shape
@@ -67,6 +68,24 @@ def gpu_candidates(
     ]
     out.sort(key=lambda c: (c.cost_class, c.vram_gb, c.name))
     return out[: settings.max_cloud_candidates]
+
+
+def candidates_for_plan(
+    plan: TrainingPlan, settings: PlannerSettings | None = None, table: GpuTable | None = None
+) -> list[Candidate]:
+    """GPU types that hold ``plan``'s patch and batch (its model profile's ``vram`` model)."""
+    from minivess.planning.profiles import load_model_profile
+    from minivess.planning.settings import load_planner_settings
+
+    profile = load_model_profile(plan.model)
+    return gpu_candidates(
+        profile,
+        plan.patch_size,
+        plan.batch_size,
+        settings or load_planner_settings(),
+        count=plan.devices,
+        table=table,
+    )
 
 
 def parse_accelerator(spec: str, table: GpuTable | None = None) -> tuple[str, int]:

@@ -7,6 +7,7 @@ import pytest
 from minivess.errors import ConfigError
 from minivess.keys import Environment, Tier
 from minivess.planning.cloud import (
+    candidates_for_plan,
     gpu_candidates,
     hardware_for_accelerator,
     parse_accelerator,
@@ -64,9 +65,11 @@ def test_planning_for_a_cloud_gpu(full_minivess):
     assert plan.tier is Tier.DGX_SPARK and plan.device == "cuda" and plan.amp
     expected = gpu_candidates(dyn, plan.patch_size, plan.batch_size, SETTINGS)
     assert plan.accelerators == [c.accelerator for c in expected]
+    assert [c.accelerator for c in candidates_for_plan(plan)] == plan.accelerators
     multi = plan_training(hardware_for_accelerator("H100:8"), full_minivess, dyn)
     assert multi.tier is Tier.CLOUD_MULTI and multi.devices == 8
     assert all(a.endswith(":8") for a in multi.accelerators)
+    assert [c.accelerator for c in candidates_for_plan(multi)] == multi.accelerators
 
 
 def test_resources_fragment_modes():
