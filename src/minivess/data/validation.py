@@ -189,17 +189,33 @@ def check_header(path: Path | str) -> HeaderInfo:
     )
 
 
-def _decompressed(path: Path) -> bytes | bytearray:
-    """All bytes of ``path``, gunzipped in one zlib call when it is a single-member gzip.
+def _inflater():  # -> (decompress object, errors it raises)
+    """A gzip inflater: ISA-L's (about 2.5× faster) when ``isal`` is installed, else zlib's."""
+    try:
+        from isal import isal_zlib
+    except ImportError:  # isal is a dependency, but the reader must not need it
+        return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS), (zlib.error,)
+    return isal_zlib.decompressobj(wbits=16 + zlib.MAX_WBITS), (isal_zlib.error, zlib.error)
 
-    zlib checks the gzip trailer (CRC32 and length), so a corrupted block is caught even
-    when it still inflates. Multi-member gzip files fall back to the streaming reader.
+
+def _decompressed(path: Path) -> bytes | bytearray:
+    """All bytes of ``path``, gunzipped in one call when it is a single-member gzip.
+
+    The inflater checks the gzip trailer (CRC32 and length), so a corrupted block is caught
+    even when it still inflates. Multi-member gzip files fall back to the streaming reader.
+
+    Raises:
+        OSError / EOFError / zlib.error (and isal's equivalent) on unreadable, truncated or
+        corrupted files.
     """
     raw = path.read_bytes()
     if not path.name.endswith(".gz"):
         return raw
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    out = inflater.decompress(raw)
+    inflater, errors = _inflater()
+    try:
+        out = inflater.decompress(raw)
+    except errors as err:
+        raise zlib.error(str(err)) from None
     if not inflater.eof:
         raise EOFError("compressed file ended before the end-of-stream marker")
     if inflater.unused_data.strip(b"\x00"):  # another gzip member follows
