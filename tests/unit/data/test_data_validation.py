@@ -126,3 +126,24 @@ def test_float_labels_with_integer_values_are_accepted(tmp_path: Path) -> None:
     write_pair(tmp_path, "f", np.ones((24, 20, 6), np.float32) * 3, label)
     usable, rejected = validate_dataset(tmp_path, workers=1, progress=False)
     assert [p.name for p in usable] == ["f"] and rejected == []
+
+
+def test_reader_works_without_isal(bad_dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """isal only speeds reading up: with it unimportable, zlib gives the same answers."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "isal", None)  # makes `from isal import ...` fail
+    good = VolumePair(
+        name="mv01",
+        image=str(bad_dataset / "raw" / "mv01.nii.gz"),
+        label=str(bad_dataset / "seg" / "mv01_y.nii.gz"),
+    )
+    assert np.array_equal(load_checked(good).image, np.asanyarray(nib.load(good.image).dataobj))
+    for name in ("bad_gzip", "bad_trunc"):
+        broken = VolumePair(
+            name=name,
+            image=str(bad_dataset / "raw" / f"{name}.nii.gz"),
+            label=str(bad_dataset / "seg" / f"{name}_y.nii.gz"),
+        )
+        rejected = validate_pair(broken)
+        assert rejected is not None and BAD_CASES[name][1] in rejected.reason
