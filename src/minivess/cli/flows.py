@@ -39,11 +39,14 @@ class FlowName(StrEnum):
 
 def experiment(config: ConfigOpt = None, workspace: Workspace = None) -> None:
     """Run the main job: data -> train -> analysis -> deploy, as Prefect flows."""
-    from minivess.orchestration.experiment_flow import experiment_flow, print_summary
+    from minivess.experiment import load_experiment
     from minivess.settings import load_settings
 
+    load_experiment(config)  # a bad config fails here, before Prefect starts
     ws = str(load_settings(workspace).workspace)
     typer.echo(f"workspace: {ws}")
+    from minivess.orchestration.experiment_flow import experiment_flow, print_summary
+
     print_summary(experiment_flow(experiment=config, workspace=ws))
 
 
