@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import shutil
 from pathlib import Path
@@ -106,6 +107,41 @@ def detect_environment(env: dict[str, str] | None = None, root: Path = Path("/")
     return Environment.LOCAL
 
 
+def _read_int(path: Path) -> int | None:
+    """An integer from a cgroup file; None when missing, ``max`` or unreadable."""
+    try:
+        text = path.read_text().split()[0]
+    except (OSError, IndexError):
+        return None
+    return int(text) if text.lstrip("-").isdigit() else None
+
+
+def cgroup_limits(root: Path = Path("/")) -> tuple[float | None, float | None, float | None]:
+    """Container limits: (memory limit GB, memory in use GB, CPU quota in cores), None = none.
+
+    Reads cgroup v2 (``memory.max``, ``memory.current``, ``cpu.max``) or v1
+    (``memory.limit_in_bytes``, ``memory.usage_in_bytes``, ``cpu.cfs_quota_us``). Inside Docker
+    psutil reports the host's RAM; these are what the process may really use.
+    """
+    cg = root / "sys/fs/cgroup"
+    limit = usage = cores = None
+    if (cg / "memory.max").is_file():  # cgroup v2
+        limit, usage = _read_int(cg / "memory.max"), _read_int(cg / "memory.current")
+        parts = (cg / "cpu.max").read_text().split() if (cg / "cpu.max").is_file() else []
+        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
+            cores = int(parts[0]) / int(parts[1])
+    else:  # cgroup v1
+        limit = _read_int(cg / "memory/memory.limit_in_bytes")
+        usage = _read_int(cg / "memory/memory.usage_in_bytes")
+        quota = _read_int(cg / "cpu/cpu.cfs_quota_us")
+        period = _read_int(cg / "cpu/cpu.cfs_period_us")
+        if quota and quota > 0 and period:
+            cores = quota / period
+    if limit is None or limit >= 2**60:  # "max" or the kernel's page-rounded LONG_MAX
+        return None, None, cores
+    return limit / _GIB, (usage or 0) / _GIB, cores
+
+
 def detect_gpus(nvml: Any | None = None) -> list[GpuInfo]:
     """Every GPU NVML sees; an empty list when NVML (or its driver) is missing.
 
@@ -139,12 +175,17 @@ def detect_gpus(nvml: Any | None = None) -> list[GpuInfo]:
     return gpus
 
 
-def detect_hardware(disk_path: Path | None = None, nvml: Any | None = None) -> HardwareBudget:
+def detect_hardware(
+    disk_path: Path | None = None, nvml: Any | None = None, root: Path = Path("/")
+) -> HardwareBudget:
     """Measure this machine: CPU cores, RAM, swap, every GPU (NVML), free disk, environment.
+
+    Container limits (cgroups) win over the host's figures.
 
     Args:
         disk_path: where free disk is measured (default: the current directory).
         nvml: optional ``pynvml`` stand-in (tests).
+        root: filesystem root for cgroup and environment probes (tests pass a temp dir).
     """
     import psutil
 
@@ -159,16 +200,24 @@ def detect_hardware(disk_path: Path | None = None, nvml: Any | None = None) -> H
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
+    total, available = vm.total / _GIB, vm.available / _GIB
+    limit_gb, used_gb, quota = cgroup_limits(root)
+    if limit_gb is not None and limit_gb < total:
+        log.info("container memory limit %.1f GB (host has %.1f GB)", limit_gb, total)
+        total = limit_gb
+        available = max(0.0, min(available, limit_gb - (used_gb or 0.0)))
+    if quota is not None:
+        cores = min(cores, max(1, math.ceil(quota)))
     return HardwareBudget(
         cpu_cores=max(1, cores),
-        ram_total_gb=round(vm.total / _GIB, 2),
-        ram_available_gb=round(vm.available / _GIB, 2),
+        ram_total_gb=round(total, 2),
+        ram_available_gb=round(available, 2),
         swap_total_gb=round(sw.total / _GIB, 2),
         swap_used_gb=round(sw.used / _GIB, 2),
         gpu_name=" + ".join(names) if names else None,
         gpu_vram_mb=min((g.vram_mb for g in gpus), default=0),
         gpu_count=len(gpus),
         disk_free_gb=round(disk.free / _GIB, 2),
-        environment=detect_environment(),
+        environment=detect_environment(root=root),
         gpus=gpus,
     )

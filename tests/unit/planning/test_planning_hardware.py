@@ -11,6 +11,7 @@ from minivess.errors import ConfigError
 from minivess.keys import Environment
 from minivess.planning.hardware import (
     HardwareBudget,
+    cgroup_limits,
     detect_environment,
     detect_gpus,
     detect_hardware,
@@ -115,3 +116,34 @@ def test_environment_detection(tmp_path: Path):
     dmi.mkdir(parents=True)
     (dmi / "product_name").write_text("Google Compute Engine\n")
     assert detect_environment({}, tmp_path) is Environment.CLOUD
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_container_limits_win_over_host_figures(tmp_path: Path):
+    """A container limited to 1 GB and 1.5 CPUs plans with that, not with the host's RAM."""
+    cg = tmp_path / "sys/fs/cgroup"
+    _write(cg / "memory.max", f"{2**30}\n")
+    _write(cg / "memory.current", f"{2**28}\n")
+    _write(cg / "cpu.max", "150000 100000\n")
+    assert cgroup_limits(tmp_path) == (1.0, 0.25, 1.5)
+    hw = detect_hardware(nvml=FakeNvml(None, fail_init=True), root=tmp_path)
+    assert hw.ram_total_gb == 1.0 and hw.ram_available_gb <= 0.75
+    assert hw.cpu_cores <= 2
+
+
+def test_cgroup_v1_and_unlimited(tmp_path: Path):
+    v1 = tmp_path / "v1/sys/fs/cgroup"
+    _write(v1 / "memory/memory.limit_in_bytes", f"{4 * 2**30}\n")
+    _write(v1 / "memory/memory.usage_in_bytes", f"{2**30}\n")
+    _write(v1 / "cpu/cpu.cfs_quota_us", "-1\n")
+    _write(v1 / "cpu/cpu.cfs_period_us", "100000\n")
+    assert cgroup_limits(tmp_path / "v1") == (4.0, 1.0, None)
+    v2 = tmp_path / "v2/sys/fs/cgroup"
+    _write(v2 / "memory.max", "max\n")
+    _write(v2 / "cpu.max", "max 100000\n")
+    assert cgroup_limits(tmp_path / "v2") == (None, None, None)
+    assert cgroup_limits(tmp_path / "nothing") == (None, None, None)
