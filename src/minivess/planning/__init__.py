@@ -42,6 +42,24 @@ def resolve_hardware(hardware: Path | str | HardwareBudget | None = None) -> Har
     return load_hardware(Path(text))
 
 
+def _read_profile_json(path: Path) -> DatasetProfile:
+    """A profile written by ``minivess data profile --json``; ConfigError naming the file."""
+    import json
+
+    from minivess.config import parse_model
+    from minivess.data.schema import DatasetProfile
+    from minivess.errors import ConfigError
+
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ConfigError(
+            f"{path}: not valid JSON ({err}); write a dataset profile with "
+            f"'minivess data profile DATA_DIR --json {path}'."
+        ) from None
+    return parse_model(DatasetProfile, raw, str(path))
+
+
 def make_plan(
     data: Path | str | DatasetProfile,
     model: str | Path | ModelProfile,
@@ -74,7 +92,7 @@ def make_plan(
     else:
         path = Path(data)
         if path.is_file() and path.suffix == ".json":
-            dataset = DatasetProfile.model_validate_json(path.read_text())
+            dataset = _read_profile_json(path)
         else:
             from minivess.data.profiler import profile_dataset
 

@@ -190,3 +190,13 @@ def test_calibrate_rejects_bad_patches_before_measuring(monkeypatch, capsys):
     assert code == 2 and "axis x=33" in err and "use 32 or 40" in err
     code, _, err = run_cli(monkeypatch, capsys, "calibrate", "--patch", "32,32")
     assert code == 2 and "three integers" in err
+
+
+def test_broken_profile_json_names_the_file(tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "profile.json"
+    bad.write_text("{not json")
+    code, _, err = run_cli(monkeypatch, capsys, "plan", "--data", str(bad))
+    assert code == 2 and "profile.json: not valid JSON" in err
+    bad.write_text('{"n_volumes": 3}')
+    code, _, err = run_cli(monkeypatch, capsys, "plan", "--data", str(bad))
+    assert code == 2 and "field 'min_shape': Field required" in err
