@@ -81,6 +81,10 @@ def train_loader(
         num_workers=max(1, plan.num_workers),
         runtime_cache=True,
         progress=progress,
+        # No deep copy of the cached volume per draw: every random step after the cache
+        # (crop, flips, rot90, intensity scale/shift) returns new tensors or views that the
+        # collate stacks into new memory; nothing writes into the cached tensors.
+        copy_cache=False,
     )
     loader = ThreadDataLoader(
         ds, batch_size=volumes_per_batch(plan, cfg), shuffle=True, num_workers=0, buffer_size=1
