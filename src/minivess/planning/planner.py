@@ -1,8 +1,8 @@
 """The planner: HardwareBudget × DatasetProfile × ModelProfile × overrides → TrainingPlan.
 
 A pure function made of small ``determine_*`` steps (nnU-Net's experiment planner style). Each
-step returns its value and a :class:`~minivess.planning.plan.Decision` with the reason, so the
-plan explains itself. Rules (docs/planner.md):
+step returns its value and the reason, which becomes a :class:`~minivess.planning.plan.Decision`,
+so the plan explains itself. Rules (docs/planner.md):
 
 * **Tier** from the seed's table (``configs/planner.yaml``).
 * **Fit:** the patch fits every volume on every axis (the smallest volume bounds it), so no
@@ -17,6 +17,7 @@ plan explains itself. Rules (docs/planner.md):
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from minivess.planning.topology import (
 )
 
 _AXES = ("x", "y", "z")
+log = logging.getLogger(__name__)
 
 
 class PlanOverrides(StrictModel):
@@ -494,6 +496,8 @@ def plan_training(
     # tier and device
     auto_tier, tier_reason = determine_tier(hardware, settings)
     tier = ov.tier or auto_tier
+    if tier_reason.startswith("WARNING"):
+        log.warning("planner: %s", tier_reason.removeprefix("WARNING: "))
     decide("tier", tier.value, tier_reason if ov.tier is None else f"auto was {auto_tier}", "tier")
     spec: TierSpec = settings.tier(tier)
     gpu = hardware.has_gpu and tier is not Tier.CPU
