@@ -136,6 +136,21 @@ def ours(data: Path, workers: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _on_stderr(fn):
+    """Run ``fn`` with file descriptor 1 pointed at stderr (MONAI logs to stdout)."""
+    import os
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        return fn()
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def monai_s(data: Path) -> float:
     from monai.apps.auto3dseg import DataAnalyzer
 
@@ -181,7 +196,7 @@ def main() -> None:
                 _log(f"ours: {mines[-1]}")
     floor, floor_cpu, largest_mb = min(floors)
     mine = min(mines, key=lambda m: m["cold_s"])
-    theirs = None if args.skip_monai else monai_s(args.data)
+    theirs = None if args.skip_monai else _on_stderr(lambda: monai_s(args.data))
     _log(f"MONAI DataAnalyzer: {theirs}")
     peak = mine["peak_process_rss_mb"]
     result = {
