@@ -70,7 +70,7 @@ def test_rules_hold_or_planner_refuses(shapes, hw, model):
         budget = SETTINGS.vram_budget_fraction * hw.gpu_vram_mb
     else:
         budget = SETTINGS.ram_budget_fraction * (hw.ram_available_gb - cache_gb) * 1024
-    assert plan.vram_estimate_mb <= budget + 1e-6
+    assert plan.vram_estimate_mb <= budget + 0.05  # the plan stores the estimate to 0.1 MiB
     # cache: at most 60% of free RAM, never more than needed
     assert 0.0 <= plan.cache_rate <= 1.0
     assert cache_gb <= SETTINGS.cache_ram_fraction * hw.ram_available_gb + 1e-9
