@@ -23,6 +23,10 @@ from pathlib import Path
 
 import yaml
 
+# benchmarks/profile.py would shadow the stdlib module 'profile' (torch imports it).
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
 EPOCHS = 1
 TARGET = 0.10
 
