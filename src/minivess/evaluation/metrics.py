@@ -8,6 +8,7 @@ Distances are in the units of ``spacing`` (µm for MiniVess).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -62,9 +63,11 @@ def hd95(pred: np.ndarray, label: np.ndarray, spacing: Sequence[float]) -> float
 
     if not np.any(pred) or not np.any(label):
         return float("nan")
-    value = compute_hausdorff_distance(
-        _onehot(pred), _onehot(label), percentile=95, spacing=list(map(float, spacing))
-    )
+    with warnings.catch_warnings():  # MONAI 1.6 warns about its own internal argument
+        warnings.simplefilter("ignore", FutureWarning)
+        value = compute_hausdorff_distance(
+            _onehot(pred), _onehot(label), percentile=95, spacing=list(map(float, spacing))
+        )
     return float(value.item())
 
 
@@ -82,9 +85,11 @@ def surface_dice(
         return 1.0
     if not p_any or not g_any:
         return 0.0
-    value = compute_surface_dice(
-        _onehot(pred), _onehot(label), [tolerance], spacing=list(map(float, spacing))
-    )
+    with warnings.catch_warnings():  # MONAI 1.6 warns about its own internal argument
+        warnings.simplefilter("ignore", FutureWarning)
+        value = compute_surface_dice(
+            _onehot(pred), _onehot(label), [tolerance], spacing=list(map(float, spacing))
+        )
     return float(value.item())
 
 

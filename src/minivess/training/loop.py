@@ -265,6 +265,8 @@ class _Run:
             self.split.train,
             self.split.val,
         )
+        if self.ctx.device.startswith("cuda"):
+            torch.backends.cudnn.benchmark = True  # fixed patch shapes: autotune once
         torch.manual_seed(self.cfg.seed)
         model = build_model(self.plan, in_channels=1, out_channels=OUT_CHANNELS)
         self.model = model.to(self.ctx.device)

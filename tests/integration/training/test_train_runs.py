@@ -133,3 +133,5 @@ def test_torchrun_two_cpu_processes(tiny_data: Path, tmp_path: Path, plan_factor
     history = client.get_metric_history(runs[0].info.run_id, "val_dice")
     assert [m.step for m in history] == [1, 2]
     assert runs[0].data.params["world_size"] == "2"
+    logged = {a.path for a in client.list_artifacts(runs[0].info.run_id, "train")}
+    assert {"train/summary.json", "train/curves.png", "train/split.json"} <= logged
