@@ -343,7 +343,8 @@ def _check_label_values(label: np.ndarray, classes: frozenset[int], label_name: 
             )
         label = label.astype(np.int64)
     top = int(label.max()) if label.size else 0
-    if label.dtype.kind == "u" and set(range(top + 1)) <= set(classes):
+    bottom = 0 if label.dtype.kind == "u" or not label.size else int(label.min())
+    if bottom >= 0 and set(range(top + 1)) <= set(classes):
         return label  # every value in 0..max is a declared class: no need to count
     present = _present_values(label)
     extra = sorted(set(int(v) for v in present) - set(classes))

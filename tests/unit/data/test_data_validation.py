@@ -147,3 +147,20 @@ def test_reader_works_without_isal(bad_dataset: Path, monkeypatch: pytest.Monkey
         )
         rejected = validate_pair(broken)
         assert rejected is not None and BAD_CASES[name][1] in rejected.reason
+
+
+@pytest.mark.parametrize(
+    ("values", "ok"), [((0, 1), True), ((-1, 0, 1), False), ((0, 1, 3), False)]
+)
+def test_signed_integer_labels(tmp_path: Path, values: tuple[int, ...], ok: bool) -> None:
+    label = np.zeros((24, 20, 6), np.int16)
+    for i, v in enumerate(values):
+        label[i, 0, 0] = v
+    write_pair(tmp_path, "s", np.ones((24, 20, 6), np.uint16), label)
+    pair = VolumePair(
+        name="s", image=str(tmp_path / "raw/s.nii.gz"), label=str(tmp_path / "seg/s_y.nii.gz")
+    )
+    rejected = validate_pair(pair)
+    assert (rejected is None) == ok
+    if not ok:
+        assert "outside the classes [0, 1]" in rejected.reason
