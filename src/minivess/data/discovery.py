@@ -40,8 +40,12 @@ def _stem(path: Path) -> str | None:
 
 
 def _listing(folder: Path) -> list[Path]:
-    """Visible regular files of ``folder``, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    """Visible files of ``folder`` (broken links included, to be reported), sorted by name."""
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if (p.is_file() or p.is_symlink()) and not p.name.startswith(".")
+    )
 
 
 def detect_layout(data_dir: Path) -> str:

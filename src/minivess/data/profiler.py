@@ -430,22 +430,36 @@ def _hash_files(
     cache: _Cache,
     classes: frozenset[int],
 ) -> tuple[dict[Path, str], list[tuple[VolumePair, str]]]:
-    """sha256 of every discovered file, and each pair with its cache key."""
+    """sha256 of every discovered file, and each readable pair with its cache key.
+
+    A pair with a file that cannot be read (a broken link, no permission) is appended to
+    ``rejected`` with the reason instead.
+    """
     from concurrent.futures import ThreadPoolExecutor
+
+    def digest(path: Path) -> str | OSError:
+        try:
+            return cache.file_hash(path)
+        except OSError as err:
+            return err
 
     files = [Path(f) for pair in pairs for f in (pair.image, pair.label or pair.image)]
     files += [Path(r.file) for r in rejected if Path(r.file).is_file()]
     # hashlib releases the GIL on large buffers: a few threads hash files side by side
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        hashed = dict(zip(files, pool.map(cache.file_hash, files), strict=True))
-    keyed = [
-        (
-            pair,
-            _pair_key(hashed[Path(pair.image)], hashed[Path(pair.label or pair.image)], classes),
-        )
-        for pair in pairs
-    ]
+        results = dict(zip(files, pool.map(digest, files), strict=True))
     cache.save_memo()
+    keyed = []
+    for pair in pairs:
+        image, label = Path(pair.image), Path(pair.label or pair.image)
+        failed = next((results[f] for f in (image, label) if isinstance(results[f], OSError)), None)
+        if failed is not None:
+            name = Path(failed.filename or pair.image).name
+            reason = f"{name} is not readable ({failed.strerror or failed}); fix the file or link"
+            rejected.append(Rejected(file=pair.image, reason=reason))
+            continue
+        keyed.append((pair, _pair_key(str(results[image]), str(results[label]), classes)))
+    hashed = {f: h for f, h in results.items() if isinstance(h, str)}
     return hashed, keyed
 
 

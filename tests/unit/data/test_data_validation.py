@@ -164,3 +164,12 @@ def test_signed_integer_labels(tmp_path: Path, values: tuple[int, ...], ok: bool
     assert (rejected is None) == ok
     if not ok:
         assert "outside the classes [0, 1]" in rejected.reason
+
+
+def test_broken_link_is_quarantined(tiny_dataset: Path) -> None:
+    (tiny_dataset / "raw" / "mv09.nii.gz").symlink_to(tiny_dataset / "nowhere.nii.gz")
+    (tiny_dataset / "seg" / "mv09_y.nii.gz").symlink_to(tiny_dataset / "seg" / "mv01_y.nii.gz")
+    profile = profile_dataset(tiny_dataset, workers=1, progress=False)
+    reasons = {Path(r.file).name: r.reason for r in profile.rejected}
+    assert "mv09.nii.gz is not readable" in reasons["mv09.nii.gz"]
+    assert [v.name for v in profile.volumes] == ["mv01", "mv02", "mv03"]
