@@ -4,8 +4,8 @@ Accepted model URIs:
     * a serving bundle directory (``plan.json`` + ``model.onnx`` + ``model.ts``): served as is;
     * a checkpoint file or run directory (``best.pt``): exported to a bundle first, with the
       ONNX parity check on a synthetic volume;
-    * ``models:/<name>/<version>``: downloaded from the MLflow registry (through
-      :mod:`minivess.tracking.mlflow_adapter`), then treated as above.
+    * ``models:/<name>/<version>`` or ``models:/<name>/latest``: downloaded from the MLflow
+      registry (through :mod:`minivess.tracking.mlflow_adapter`), then treated as above.
 """
 
 from __future__ import annotations
@@ -34,15 +34,26 @@ def is_bundle(path: Path) -> bool:
 
 def _download_registered(uri: str, workdir: Path) -> Path:
     from minivess.settings import load_settings
-    from minivess.tracking.mlflow_adapter import RegisteredVersion, connect, download_version
+    from minivess.tracking.mlflow_adapter import (
+        RegisteredVersion,
+        connect,
+        download_version,
+        latest_version,
+    )
 
     name, _, version = uri[len(REGISTRY_PREFIX) :].partition("/")
     if not name or not version:
-        raise ConfigError(f"--model-uri {uri}: expected models:/<name>/<version>.")
+        raise ConfigError(f"--model-uri {uri}: expected models:/<name>/<version|latest>.")
     client = connect(load_settings())
-    mv = client.get_model_version(name, version)
-    reg = RegisteredVersion(name=name, version=str(mv.version), source=mv.source, run_id=mv.run_id)
-    return download_version(client, reg, workdir / "registry" / f"{name}-{version}")
+    if version == "latest":
+        reg = latest_version(client, name)
+    else:
+        mv = client.get_model_version(name, version)
+        reg = RegisteredVersion(
+            name=name, version=str(mv.version), source=mv.source, run_id=mv.run_id
+        )
+    log.info("model %s is registered version %s of %s", uri, reg.version, name)
+    return download_version(client, reg, workdir / "registry" / f"{name}-{reg.version}")
 
 
 def _find_checkpoint(path: Path) -> Path:
