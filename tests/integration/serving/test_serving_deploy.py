@@ -83,3 +83,29 @@ def test_minivess_serve_bad_model_uri_is_a_one_line_error(tmp_path: Path) -> Non
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "nope: no such file or directory" in proc.stderr
+
+
+def test_minivess_serve_resolves_the_registry_champion(
+    tmp_path: Path, monkeypatch, plan, model
+) -> None:
+    """models:/<name>/latest: the real producer (register_model) and consumer (bundle_for)."""
+    import mlflow
+
+    from minivess.serving.local import bundle_for, is_bundle
+    from minivess.settings import load_settings
+    from minivess.tracking import mlflow_adapter as mfa
+    from minivess.tracking.contract import REGISTERED_MODEL, Flow
+
+    for var in ("MLFLOW_TRACKING_URI", "MINIVESS_S3_BUCKET", "MINIVESS_S3_ENDPOINT_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MINIVESS_WORKSPACE", str(tmp_path / "ws"))  # SQLite + file artifacts
+    settings = load_settings()
+    client = mfa.connect(settings)
+    checkpoint = _save_checkpoint(model, plan, tmp_path / "ckpt" / "best.pt")
+    with mfa.flow_run(client, settings, Flow.ANALYSIS, run_name="champion") as run:
+        mlflow.log_artifact(str(checkpoint), "model")
+    version = mfa.register_model(client, run.info.run_id, "model", expected_files=["best.pt"])
+
+    bundle = bundle_for(f"models:/{REGISTERED_MODEL}/latest", tmp_path / "work")
+    assert is_bundle(bundle)
+    assert (tmp_path / "work" / "registry" / f"{REGISTERED_MODEL}-{version.version}").is_dir()
