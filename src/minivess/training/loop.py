@@ -267,6 +267,12 @@ class _Run:
         )
         if self.ctx.device.startswith("cuda"):
             torch.backends.cudnn.benchmark = True  # fixed patch shapes: autotune once
+        if self.plan.padded_volumes:
+            log.info(
+                "zero-padding %s up to the patch %s (listed in plan.padded_volumes)",
+                ", ".join(self.plan.padded_volumes),
+                tuple(self.plan.patch_size),
+            )
         torch.manual_seed(self.cfg.seed)
         model = build_model(self.plan, in_channels=1, out_channels=OUT_CHANNELS)
         self.model = model.to(self.ctx.device)
@@ -306,7 +312,8 @@ class _Run:
         """Load ``last.pt`` if present: returns (start epoch, steps done in it, loss sum)."""
         if not self.cfg.resume or not ckpt.exists(self.last_uri):
             return 0, 0, 0.0
-        state = ckpt.load_state(self.last_uri, map_location=self.ctx.device)
+        # CPU first: RNG states must stay CPU tensors; load_state_dict moves the rest.
+        state = ckpt.load_state(self.last_uri, map_location="cpu")
         found = json.loads(state["identity"])
         if found != self._identity():
             diff = {k: (found.get(k), v) for k, v in self._identity().items() if found.get(k) != v}
@@ -427,6 +434,7 @@ class _Run:
             at_boundary = n % accum == 0 and n < len(self.loader)
             if at_boundary and i >= skip and _any(self.ctx, stop.requested):
                 self._save_last(epoch, n, loss_sum)
+                _barrier(self.ctx)  # no rank exits (and gets rank 0 killed) before the write
                 raise TrainingPreempted(self.last_uri, epoch, n)
         self._flush_grads(n)
         self.scheduler.step()
@@ -540,6 +548,12 @@ class _Run:
             png = plot_curves(summary.history, out / "curves.png")
             if png is not None:
                 self.tracker.log_artifact(png, "train")
+
+
+def _barrier(ctx: DistContext) -> None:
+    from minivess.training.distributed import barrier
+
+    barrier(ctx)
 
 
 def _any(ctx: DistContext, flag: bool) -> bool:
