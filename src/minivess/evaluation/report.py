@@ -259,6 +259,137 @@ def _kind_of(name: str, models: list[_Model]) -> Kind:
     return Kind(name)
 
 
+def _table_rows(
+    summary: dict[str, dict[str, CI]],
+    calibration: dict[str, float],
+    members: list[Member],
+    models: list[_Model],
+    n_volumes: int,
+) -> list[dict[str, Any]]:
+    """One flat row per model/ensemble: mean, lo, hi of each metric, and ECE."""
+    by_member = {m.name: m for m in members}
+    table = []
+    for name, cis in summary.items():
+        m = by_member.get(name)
+        row: dict[str, Any] = {
+            "name": name,
+            "kind": _kind_of(name, models).value,
+            "loss": m.loss if m else "",
+            "fold": m.fold if m else "",
+            "n_volumes": n_volumes,
+        }
+        for k, ci in cis.items():
+            row |= {f"{k}_mean": ci.mean, f"{k}_lo": ci.lo, f"{k}_hi": ci.hi}
+        row["ece"] = calibration[name]
+        table.append(row)
+    return table
+
+
+def _compare_ensembles(
+    values: dict[str, dict[str, list[float]]],
+    summary: dict[str, dict[str, CI]],
+    models: list[_Model],
+    best: Member,
+) -> list[EnsembleComparison]:
+    """Each non-member model against the best member (paired bootstrap of Dice differences)."""
+    out = []
+    for name in values:
+        kind = _kind_of(name, models)
+        if kind is Kind.MEMBER:
+            continue
+        out.append(
+            EnsembleComparison(
+                name=name,
+                kind=kind,
+                dice=summary[name]["dice"],
+                best_member=best.name,
+                best_member_dice=summary[best.name]["dice"],
+                difference=paired_difference_ci(values[name]["dice"], values[best.name]["dice"]),
+            )
+        )
+    return out
+
+
+def _pick_champion(
+    summary: dict[str, dict[str, CI]],
+    models: list[_Model],
+    members: list[Member],
+    soup: _Model | None,
+) -> Champion:
+    """The model or ensemble with the best mean Dice, with the checkpoints it needs."""
+    name = max(summary, key=lambda n: _nan_low(summary[n]["dice"].mean))
+    kind = _kind_of(name, models)
+    dice = summary[name]["dice"].mean
+    if kind is Kind.MEMBER:
+        file = next(m.uri for m in members if m.name == name)
+        return Champion(name=name, kind=kind, dice=dice, checkpoint=file, checkpoints=[file])
+    if kind is Kind.SOUP and soup is not None:
+        return Champion(
+            name=name, kind=kind, dice=dice, checkpoint=soup.uris[0], checkpoints=soup.uris
+        )
+    return Champion(
+        name=name, kind=kind, dice=dice, checkpoint=None, checkpoints=[m.uri for m in members]
+    )
+
+
+def _write_csvs(
+    out_dir: Path,
+    values: dict[str, dict[str, list[float]]],
+    volumes: list[str],
+    table: list[dict[str, Any]],
+) -> tuple[Path, Path]:
+    per_volume_csv = out_dir / "per_volume.csv"
+    with per_volume_csv.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["model", "volume", *METRIC_NAMES])
+        for name, v in values.items():
+            for i, vol in enumerate(volumes):
+                w.writerow([name, vol, *(v[k][i] for k in METRIC_NAMES)])
+    table_csv = out_dir / "comparison.csv"
+    with table_csv.open("w", newline="") as fh:
+        dw = csv.DictWriter(fh, fieldnames=list(table[0]))
+        dw.writeheader()
+        dw.writerows(table)
+    return per_volume_csv, table_csv
+
+
+def _draw_figures(
+    fig_dir: Path,
+    values: dict[str, dict[str, list[float]]],
+    bins: dict[str, ReliabilityBins],
+    volumes: list[str],
+    best: Member,
+    champion: Champion,
+    ensembles: list[EnsembleComparison],
+) -> dict[str, str]:
+    """Box plots (Dice, clDice), best member vs champion scatter, reliability diagrams."""
+    from minivess.evaluation.figures import box_plot, scatter
+
+    figures = {
+        f"box_{k}": str(box_plot({n: v[k] for n, v in values.items()}, k, fig_dir / f"box_{k}.png"))
+        for k in ("dice", "cldice")
+    }
+    other = champion.name if champion.name != best.name else None
+    if other is None and ensembles:
+        other = ensembles[0].name
+    if other is not None:
+        figures["scatter_dice"] = str(
+            scatter(
+                values[best.name]["dice"],
+                values[other]["dice"],
+                volumes,
+                best.name,
+                other,
+                fig_dir / "scatter_dice.png",
+            )
+        )
+    for name in dict.fromkeys((champion.name, best.name)):
+        figures[f"reliability_{name}"] = str(
+            bins[name].plot(fig_dir / f"reliability_{name}.png", f"reliability: {name}")
+        )
+    return figures
+
+
 def _write_report(
     out_dir: Path,
     pairs: list[Any],
@@ -269,110 +400,25 @@ def _write_report(
     soup: _Model | None,
     soup_skipped: str | None,
 ) -> EvaluationReport:
-    from minivess.evaluation.figures import box_plot, scatter
-
-    vol_names = [p.name for p in pairs]
+    volumes = [p.name for p in pairs]
     summary = {n: {k: bootstrap_ci(v[k]) for k in METRIC_NAMES} for n, v in values.items()}
     calibration = {n: b.ece() for n, b in bins.items()}
-    by_member = {m.name: m for m in members}
-    table = []
-    for name, cis in summary.items():
-        m = by_member.get(name)
-        row: dict[str, Any] = {
-            "name": name,
-            "kind": _kind_of(name, models).value,
-            "loss": m.loss if m else "",
-            "fold": m.fold if m else "",
-            "n_volumes": len(vol_names),
-        }
-        for k, ci in cis.items():
-            row |= {f"{k}_mean": ci.mean, f"{k}_lo": ci.lo, f"{k}_hi": ci.hi}
-        row["ece"] = calibration[name]
-        table.append(row)
-
-    best_member = max(members, key=lambda m: _nan_low(summary[m.name]["dice"].mean))
-    ensembles = []
-    for name in values:
-        kind = _kind_of(name, models)
-        if kind is Kind.MEMBER:
-            continue
-        ensembles.append(
-            EnsembleComparison(
-                name=name,
-                kind=kind,
-                dice=summary[name]["dice"],
-                best_member=best_member.name,
-                best_member_dice=summary[best_member.name]["dice"],
-                difference=paired_difference_ci(
-                    values[name]["dice"], values[best_member.name]["dice"]
-                ),
-            )
-        )
-
-    champ_name = max(summary, key=lambda n: _nan_low(summary[n]["dice"].mean))
-    champ_kind = _kind_of(champ_name, models)
-    if champ_kind is Kind.MEMBER:
-        file = by_member[champ_name].uri
-        champion = Champion(
-            name=champ_name, kind=champ_kind, dice=summary[champ_name]["dice"].mean,
-            checkpoint=file, checkpoints=[file],
-        )  # fmt: skip
-    elif champ_kind is Kind.SOUP and soup is not None:
-        champion = Champion(
-            name=champ_name, kind=champ_kind, dice=summary[champ_name]["dice"].mean,
-            checkpoint=soup.uris[0], checkpoints=soup.uris,
-        )  # fmt: skip
-    else:
-        champion = Champion(
-            name=champ_name, kind=champ_kind, dice=summary[champ_name]["dice"].mean,
-            checkpoint=None, checkpoints=[m.uri for m in members],
-        )  # fmt: skip
+    table = _table_rows(summary, calibration, members, models, len(volumes))
+    best = max(members, key=lambda m: _nan_low(summary[m.name]["dice"].mean))
+    ensembles = _compare_ensembles(values, summary, models, best)
+    champion = _pick_champion(summary, models, members, soup)
     log.info("champion: %s (%s), mean Dice %.4f", champion.name, champion.kind, champion.dice)
 
-    per_volume_csv = out_dir / "per_volume.csv"
-    with per_volume_csv.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["model", "volume", *METRIC_NAMES])
-        for name, v in values.items():
-            for i, vol in enumerate(vol_names):
-                w.writerow([name, vol, *(v[k][i] for k in METRIC_NAMES)])
-    table_csv = out_dir / "comparison.csv"
-    with table_csv.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(table[0]))
-        w.writeheader()
-        w.writerows(table)
+    per_volume_csv, table_csv = _write_csvs(out_dir, values, volumes, table)
     markdown = _markdown(summary, calibration, members, ensembles, models)
     table_md = out_dir / "comparison.md"
     table_md.write_text(markdown)
-
-    fig_dir = out_dir / "figures"
-    figures = {
-        f"box_{k}": str(box_plot({n: v[k] for n, v in values.items()}, k, fig_dir / f"box_{k}.png"))
-        for k in ("dice", "cldice")
-    }
-    other = champion.name if champion.name != best_member.name else None
-    if other is None and ensembles:
-        other = ensembles[0].name
-    if other is not None:
-        figures["scatter_dice"] = str(
-            scatter(
-                values[best_member.name]["dice"],
-                values[other]["dice"],
-                vol_names,
-                best_member.name,
-                other,
-                fig_dir / "scatter_dice.png",
-            )
-        )
-    for name in (champion.name, best_member.name):
-        figures[f"reliability_{name}"] = str(
-            bins[name].plot(fig_dir / f"reliability_{name}.png", f"reliability: {name}")
-        )
+    figures = _draw_figures(out_dir / "figures", values, bins, volumes, best, champion, ensembles)
 
     report_json = out_dir / "report.json"
     report = EvaluationReport(
         out_dir=str(out_dir),
-        volumes=vol_names,
+        volumes=volumes,
         members=members,
         summary=summary,
         table=table,
