@@ -166,15 +166,24 @@ def _make_soup(models: list[_Model], states: list[dict], out_dir: Path) -> tuple
     return _Model("soup", Kind.SOUP, net, models[0].plan, [str(path), *uris]), None
 
 
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _foreground_prob(model: _Model, image: Any) -> np.ndarray:
+    """Foreground probability (x, y, z) of one normalised image (1, x, y, z), fp32."""
     import torch
     from monai.inferers import sliding_window_inference
 
     from minivess.training.loop import _primary
 
+    device = _device()
+    model.net.to(device)
     with torch.no_grad():
         logits = sliding_window_inference(
-            image.unsqueeze(0),
+            image.unsqueeze(0).to(device),
             roi_size=tuple(model.plan.sw_roi),
             sw_batch_size=max(1, model.plan.batch_size),
             predictor=lambda x: _primary(model.net(x)),
