@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -29,6 +31,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: The steps of :func:`deploy_loaded`, in order (the progress bar's total).
+DEPLOY_STEPS = (
+    "smoke volume",
+    "export + ONNX parity",
+    "bentoml build",
+    "bentoml serve",
+    "HTTP smoke test",
+)
 #: File in ``workdir`` with the deploy figures (JSON).
 DEPLOY_REPORT = "deploy.json"
 
@@ -101,8 +111,11 @@ def _load_array(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return vol.array, vol.affine
 
 
-def smoke_test(url: str, volume: Path, token: str | None = None) -> SmokeResult:
+def smoke_test(url: str, volume: Path, out_dir: Path, token: str | None = None) -> SmokeResult:
     """POST ``volume`` to ``/segment`` and ``/summary`` and garbage to ``/segment``.
+
+    The returned mask is written to ``out_dir/smoke_mask.nii.gz`` (never next to ``volume``,
+    which may sit in a versioned dataset).
 
     Raises:
         SmokeTestError: wrong mask shape/affine, a failed request, or garbage accepted.
@@ -116,7 +129,8 @@ def smoke_test(url: str, volume: Path, token: str | None = None) -> SmokeResult:
     from minivess.serving.client import ServiceError, segment_file, summarize_file
 
     array, affine = _load_array(volume)
-    out = volume.parent / "smoke_mask.nii.gz"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / "smoke_mask.nii.gz"
     t0 = time.perf_counter()
     try:
         segment_file(url, volume, out, token=token)
@@ -150,6 +164,27 @@ def smoke_test(url: str, volume: Path, token: str | None = None) -> SmokeResult:
     )
 
 
+@contextmanager
+def _deploy_progress() -> Iterator[Callable[[str], None]]:
+    """A rich progress bar over the deploy steps; ``step(name)`` starts the next one."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("deploy: {task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task("", total=len(DEPLOY_STEPS))
+        started = [False]
+
+        def step(name: str) -> None:
+            if started[0]:
+                bar.advance(task)
+            started[0] = True
+            bar.update(task, description=name)
+            log.info("deploy: %s", name)
+
+        yield step
+        bar.advance(task)
+
+
 def deploy_loaded(
     model: nn.Module,
     plan: TrainingPlan,
@@ -163,21 +198,29 @@ def deploy_loaded(
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     settings = settings or load_serve_settings()
-    volume_path = (
-        Path(smoke_volume) if smoke_volume else default_smoke_volume(plan, workdir / "smoke")
-    )
-    array, _ = _load_array(volume_path)
-    exported = export_bundle(model, plan, workdir / "bundle", parity_volume=array)
-    parity = cast(ParityResult, exported.parity)  # set: a parity volume was given
-    tag = build_bento(exported.bundle, workdir / "bento-ctx")
-    # The bento's own copy of the bundle: a relative path resolves inside the bento's src/.
-    serve_settings = settings.model_copy(update={"model_path": Path(BUNDLE_DIR)})
-    server = start_server(serve_settings, workdir / "serve", target=tag)
-    try:
-        smoke = smoke_test(server.url, volume_path, token=serve_settings.auth_token())
-    except BaseException:
-        server.stop()
-        raise
+    with _deploy_progress() as step:
+        step("smoke volume")
+        volume_path = (
+            Path(smoke_volume) if smoke_volume else default_smoke_volume(plan, workdir / "smoke")
+        )
+        array, _ = _load_array(volume_path)
+        step("export + ONNX parity")
+        exported = export_bundle(model, plan, workdir / "bundle", parity_volume=array)
+        parity = cast(ParityResult, exported.parity)  # set: a parity volume was given
+        step("bentoml build")
+        tag = build_bento(exported.bundle, workdir / "bento-ctx")
+        step("bentoml serve")
+        # The bento's own copy of the bundle: a relative path resolves inside the bento's src/.
+        serve_settings = settings.model_copy(update={"model_path": Path(BUNDLE_DIR)})
+        server = start_server(serve_settings, workdir / "serve", target=tag)
+        step("HTTP smoke test")
+        try:
+            smoke = smoke_test(
+                server.url, volume_path, workdir / "smoke", token=serve_settings.auth_token()
+            )
+        except BaseException:
+            server.stop()
+            raise
     if not keep_running:
         server.stop()
     result = DeployResult(

@@ -32,6 +32,7 @@ def test_deploy_model_exports_builds_and_smoke_tests(
 
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))  # a private bento store
     checkpoint = _save_checkpoint(model, plan, tmp_path / "ckpt" / "best.pt")
+    dataset_files = sorted(volume_path.parent.iterdir())
     result = deploy_model(
         str(checkpoint), tmp_path / "deploy", settings=ServeSettings(), smoke_volume=volume_path
     )
@@ -44,6 +45,7 @@ def test_deploy_model_exports_builds_and_smoke_tests(
     assert result.smoke.bad_input_status == 415
     assert result.onnx_path.is_file() and result.torchscript_path.is_file()
     assert (tmp_path / "deploy" / DEPLOY_REPORT).is_file()
+    assert sorted(volume_path.parent.iterdir()) == dataset_files  # nothing written into the data
     assert result.endpoint.startswith("http://127.0.0.1:")
     with pytest.raises(httpx.HTTPError):  # stopped after the smoke test (keep_running=False)
         httpx.get(f"{result.endpoint}/readyz", timeout=2)
