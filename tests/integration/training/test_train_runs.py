@@ -63,6 +63,16 @@ def test_cli_train_with_s3_checkpoints(tiny_data: Path, tmp_path: Path, moto_end
     assert plan.model == "dynunet"
     assert sum(p.numel() for p in model.parameters()) > 0
 
+    more = subprocess.run(  # a longer run on the same S3 prefix resumes from the S3 checkpoint
+        _train_cmd(tiny_data, uri, summary, 3),
+        env=_env(MINIVESS_S3_ENDPOINT_URL=moto_endpoint),
+        capture_output=True, text=True, timeout=240, cwd=tmp_path,
+    )  # fmt: skip
+    assert more.returncode == 0, more.stderr[-3000:]
+    resumed = json.loads(summary.read_text())
+    assert resumed["resumed_from_epoch"] == 2
+    assert resumed["epochs_completed"] == 3
+
 
 def test_sigterm_then_rerun_matches_uninterrupted_run(tiny_data: Path, tmp_path: Path,
                                                       plan_factory) -> None:  # fmt: skip
