@@ -68,3 +68,16 @@ def test_bad_dataset_is_refused_before_the_first_batch(tmp_path: Path) -> None:
     (tmp_path / "raw" / "mv01.nii.gz").write_bytes(b"garbage")
     with pytest.raises(DataError):
         usable_pairs(tmp_path)
+
+
+def test_enabled_resampling_changes_the_grid_not_the_contract(
+    tiny_data: Path, plan_factory
+) -> None:
+    from minivess.training.config import ResamplingConfig
+    from minivess.training.transforms import eval_transforms
+
+    res = ResamplingConfig(enabled=True, method="spacing", target_spacing=(2.0, 2.0, 2.0))
+    pairs = usable_pairs(tiny_data)
+    item = eval_transforms(res)(datalist(pairs, ["mv01"])[0])
+    assert tuple(item[Keys.IMAGE.value].shape) == (1, 16, 16, 12)  # 32×32×12 at (1, 1, 2) µm
+    _check_batches(tiny_data, plan_factory(), TrainConfig(resampling=res), epochs=1)

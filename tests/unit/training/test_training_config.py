@@ -52,3 +52,13 @@ def test_unknown_loss_is_refused() -> None:
 def test_fold_outside_n_folds_in_grid_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"folds \[5\]"):
         expand_grid({"folds": [0, 5], "n_folds": 3})
+
+
+def test_resampling_defaults_come_from_the_data_config(tmp_path, monkeypatch) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "defaults.yaml").write_text(
+        "resampling:\n  enabled: true\n  method: spacing\n  target_spacing: [1.0, 1.0, 2.0]\n"
+    )
+    monkeypatch.setenv("MINIVESS_CONFIG_DIR", str(tmp_path))
+    cfg = TrainConfig()
+    assert cfg.resampling.enabled and cfg.resampling.target_spacing == (1.0, 1.0, 2.0)
