@@ -34,12 +34,17 @@ def register(app: typer.Typer, data_app: typer.Typer) -> None:
         workdir: Annotated[
             Path | None, typer.Option(help="Where exported bundles go (default workspace/deploy).")
         ] = None,
+        auth_token_env: Annotated[
+            str | None,
+            typer.Option(help="NAME of the env var holding the bearer token; enables auth."),
+        ] = None,
     ) -> None:
         """Serve a model locally with BentoML: POST /segment, POST /summary, /metrics."""
         from minivess.serving.local import serve_model
         from minivess.serving.settings import load_serve_settings
         from minivess.settings import load_settings
 
-        settings = load_serve_settings(config, backend=backend)
+        overrides = {"auth_token_env": auth_token_env} if auth_token_env else {}
+        settings = load_serve_settings(config, backend=backend, **overrides)
         work = workdir or load_settings().deploy_dir / "serve"
         raise typer.Exit(serve_model(model_uri, settings, work, port, host))

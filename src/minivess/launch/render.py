@@ -294,6 +294,14 @@ def run_section(
         assert target.service is not None
         uri = target.service.model_uri or f"models:/{REGISTERED_MODEL}/latest"
         _decide(decisions, "serve.model_uri", uri, "the registered champion unless configured")
+        token = target.service.auth_token_env
+        auth = ["--auth-token-env", token] if token else []
+        _decide(
+            decisions,
+            "serve.auth",
+            token or "off",
+            "bearer token from that secret" if token else "no auth_token_env in the target",
+        )
         return (
             "set -e\n"
             + " ".join(
@@ -303,8 +311,11 @@ def run_section(
                     "serve",
                     "--model-uri",
                     uri,
+                    "--host",
+                    "0.0.0.0",
                     "--port",
                     str(target.service.port),
+                    *auth,
                 ]
             )
             + "\n"

@@ -157,6 +157,11 @@ class ServiceConfig(StrictModel):
         description="what `minivess serve --model-uri` loads; null = the "
         "registered champion models:/<REGISTERED_MODEL>/latest",
     )
+    auth_token_env: str | None = Field(
+        default=None,
+        description="NAME of the secret holding the bearer token (`minivess serve "
+        "--auth-token-env`); null = no auth",
+    )
 
 
 class TargetConfig(StrictModel):

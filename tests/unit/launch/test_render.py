@@ -164,7 +164,11 @@ def test_serve_section_and_command(
         "base_ondemand_fallback_replicas",
     } <= set(policy)
     assert svc["ports"] == cfg["resources"]["ports"] == 3000
-    assert "minivess serve --model-uri models:/minivess-segmenter/latest --port 3000" in cfg["run"]
+    assert (
+        "minivess serve --model-uri models:/minivess-segmenter/latest --host 0.0.0.0 --port 3000"
+        " --auth-token-env MINIVESS_API_TOKEN" in cfg["run"]
+    )  # replicas listen on every interface; the token travels as a secret, by name
+    assert "MINIVESS_API_TOKEN" in cfg["secrets"]
     assert "job_recovery" not in cfg["resources"]
 
 
