@@ -84,7 +84,8 @@ def record_deployment(version: Any, result: Any, serve_yaml: str, settings: Sett
         mlflow.log_metrics({"parity_dice": result.parity.dice,
                             "parity_max_abs_diff": result.parity.max_abs_diff})  # fmt: skip
         mlflow.log_artifact(serve_yaml, "sky")
-    mfa.mark_deployed(client, version, result.endpoint)
+    mfa.mark_deployed(client, version, result.endpoint, {"serve_yaml": serve_yaml,
+                                                         "bento": result.bento_tag})  # fmt: skip
     return run.info.run_id
 
 

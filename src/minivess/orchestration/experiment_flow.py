@@ -100,7 +100,9 @@ def print_summary(result: ExperimentResult) -> None:
         ("Registered model", f"{analysis.registered_uri} ({analysis.champion})"),
     ]
     if deploy is not None:
-        rows.append(("Deployed", f"smoke-tested at {deploy.endpoint}"))
+        rows.append(("Deployed", f"exported, parity Dice {deploy.parity_dice:.4f}, "
+                                  f"smoke-tested over HTTP at {deploy.endpoint}"))  # fmt: skip
+        rows.append(("Serve it", f"minivess serve --model-uri {deploy.model_uri}"))
         rows.append(("SkyServe YAML", deploy.serve_yaml))
     console = Console(soft_wrap=True)
     console.rule("[bold]minivess experiment: done")

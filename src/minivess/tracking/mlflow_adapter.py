@@ -234,7 +234,11 @@ def download_version(client: Any, version: RegisteredVersion, dst: Path) -> Path
     return Path(path)
 
 
-def mark_deployed(client: Any, version: RegisteredVersion, endpoint: str) -> None:
-    """Tag a model version as deployed at ``endpoint``."""
-    client.set_model_version_tag(version.name, version.version, Tag.STATUS.value, STATUS_DEPLOYED)
-    client.set_model_version_tag(version.name, version.version, "endpoint", endpoint)
+def mark_deployed(
+    client: Any, version: RegisteredVersion, endpoint: str, extra: dict[str, str] | None = None
+) -> None:
+    """Tag a model version as deployed: the endpoint it was served and smoke-tested at, and
+    ``extra`` tags (e.g. the SkyServe command for public serving)."""
+    tags = {Tag.STATUS.value: STATUS_DEPLOYED, "endpoint": endpoint, **(extra or {})}
+    for key, value in tags.items():
+        client.set_model_version_tag(version.name, version.version, key, value)
