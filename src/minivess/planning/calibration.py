@@ -200,6 +200,10 @@ def _cpu_child(profile: ModelProfile, patch: Shape3, batch: int, steps: int, con
         conn.close()
 
 
+#: Seconds one CPU measurement may take before it is abandoned.
+CHILD_TIMEOUT_S = 600
+
+
 def measure_peak_mb(
     profile: ModelProfile,
     patch: Shape3,
@@ -231,15 +235,18 @@ def measure_peak_mb(
         return peak / _MIB
     import multiprocessing as mp
 
-    import monai.networks.nets  # noqa: F401  (imported once before the fork: faster, not counted)
-
-    import minivess.models.builders  # noqa: F401
-
-    ctx = mp.get_context("fork")
+    # forkserver, not fork: a fork of a process whose OpenMP pool already ran (any earlier torch
+    # op) can deadlock in the child. The server preloads torch/MONAI once, with no pool started.
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "monai.networks.nets", "minivess.models.builders"])
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_cpu_child, args=(profile, patch, batch, steps, child))
     proc.start()
     child.close()
+    if not parent.poll(CHILD_TIMEOUT_S):
+        proc.kill()
+        raise RuntimeError(f"measuring {profile.name} at patch {patch}: no answer in "
+                           f"{CHILD_TIMEOUT_S} s; try a smaller --patch")  # fmt: skip
     result = parent.recv()
     proc.join()
     if isinstance(result, str):

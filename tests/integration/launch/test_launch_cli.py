@@ -177,5 +177,5 @@ def test_render_for_plan_gives_the_deploy_flow_a_validated_service(tmp_path: Pat
         environ=SECRETS,
     )
     task = yaml.safe_load(prepared.yaml_path.read_text())
-    assert "--model-uri models:/minivess-segmenter/3 --port 3000" in task["run"]
+    assert "--model-uri models:/minivess-segmenter/3 --host 0.0.0.0 --port 3000" in task["run"]
     assert prepared.command.startswith("sky serve up -n minivess-serve ")
