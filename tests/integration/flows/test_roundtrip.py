@@ -27,6 +27,7 @@ def test_data_flow_then_train_flow_through_mlflow_server_and_s3(
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     monkeypatch.setenv("MINIVESS_S3_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("SKYPILOT_TASK_ID", "sky-managed-2026-11-26-task-7")
     ws = str(tmp_path / "ws")
 
     data = data_flow(workspace=ws)
@@ -48,3 +49,11 @@ def test_data_flow_then_train_flow_through_mlflow_server_and_s3(
     stored = {f.path for f in client.list_artifacts(member.run_id, "checkpoints")}
     assert stored == {"checkpoints/best.pt"}
     assert "val_dice" in run.data.metrics or run.data.metrics, "metrics logged every epoch"
+    assert run.data.tags[Tag.SKYPILOT_TASK_ID.value] == "sky-managed-2026-11-26-task-7"
+
+    # A recovered spot job (same SKYPILOT_TASK_ID) continues the same MLflow run and resumes
+    # from the checkpoint the first attempt left, instead of starting over.
+    again = train_flow(workspace=ws, experiment=str(tiny_experiment))
+    [resumed] = again.members
+    assert resumed.run_id == member.run_id
+    assert resumed.resumed_from_epoch == 1
