@@ -1,4 +1,4 @@
-"""Real local stand-ins for cloud services: a moto S3 server and an ``mlflow server``, on loopback."""
+"""Real local stand-ins for cloud services: a moto S3 server and an `mlflow server` on loopback."""
 
 from __future__ import annotations
 
