@@ -25,9 +25,10 @@ RUN apt-get update \
 WORKDIR /opt/minivess
 # Dependencies come from pyproject.toml; copying only what the install needs keeps the layer
 # cache valid when configs or tests change.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md .ci/constraints.txt ./
 COPY src ./src
-RUN pip install --no-cache-dir . && chown -R minivess:minivess "$VIRTUAL_ENV"
+# constraints.txt pins what the test suite ran with (torch is left to the base image's CUDA).
+RUN pip install --no-cache-dir -c constraints.txt . && chown -R minivess:minivess "$VIRTUAL_ENV"
 COPY --chown=minivess:minivess configs ./configs
 COPY --chown=minivess:minivess sky ./sky
 

@@ -4,8 +4,11 @@
 #   - NVIDIA GPU present (nvidia-smi works): the default CUDA build of torch from PyPI.
 #   - No GPU: the CPU build of torch (PyTorch's CPU index when reachable, else whatever the
 #     configured pip indexes serve for TORCH_VERSION).
+# Versions are pinned by .ci/constraints.txt (the lock the suite is tested with, torch aside), which
+# also spares pip a long backtracking search; CONSTRAINTS= (empty) resolves from pyproject alone.
 # Environment: PYTHON (interpreter, default python3.11 or python3), VENV (default .venv),
-#              TORCH_VERSION (default 2.13.0), TORCH_INDEX (force an index URL for torch).
+#              TORCH_VERSION (default 2.13.0), TORCH_INDEX (force an index URL for torch),
+#              CONSTRAINTS (default .ci/constraints.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +16,8 @@ VENV=${VENV:-.venv}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 STAMP="$VENV/.minivess-installed"
-want=$(cat pyproject.toml .ci/bootstrap.sh | sha256sum | cut -c1-16)
+CONSTRAINTS=${CONSTRAINTS-.ci/constraints.txt}
+want=$(cat pyproject.toml .ci/bootstrap.sh ${CONSTRAINTS:+"$CONSTRAINTS"} | sha256sum | cut -c1-16)
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   exit 0
@@ -36,6 +40,6 @@ else
   torch_args=()
 fi
 "${pip[@]}" "${torch_args[@]}" "torch==$TORCH_VERSION"
-"${pip[@]}" -e '.[dev]' "torch==$TORCH_VERSION"
+"${pip[@]}" ${CONSTRAINTS:+-c "$CONSTRAINTS"} -e '.[dev]' "torch==$TORCH_VERSION"
 echo "$want" > "$STAMP"
 echo "bootstrap: $VENV ready"
