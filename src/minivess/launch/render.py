@@ -18,10 +18,10 @@ from minivess.errors import ConfigError, PlanError
 from minivess.keys import Source
 from minivess.launch.targets import Job, Kind, TargetConfig
 from minivess.planning.plan import Decision, TrainingPlan
-from minivess.tracking.contract import REGISTERED_MODEL
+from minivess.tracking.contract import REGISTERED_MODEL, SKYPILOT_TASK_ID_ENV
 
 #: SkyPilot sets this on managed jobs; it stays the same across spot recoveries.
-TASK_ID_VAR = "SKYPILOT_TASK_ID"
+TASK_ID_VAR = SKYPILOT_TASK_ID_ENV
 #: Port torchrun's rendezvous uses on the head node.
 MASTER_PORT = 29500
 #: Bucket URI schemes SkyPilot can mount.

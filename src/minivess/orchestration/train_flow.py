@@ -14,10 +14,7 @@ from minivess.experiment import ExperimentConfig, load_experiment
 from minivess.orchestration import common
 from minivess.planning.plan import TrainingPlan
 from minivess.settings import Settings
-from minivess.tracking.contract import Artifact, Flow, Tag
-
-#: Environment variable SkyPilot sets; constant across recoveries of one managed job.
-SKYPILOT_TASK_ID_ENV = "SKYPILOT_TASK_ID"
+from minivess.tracking.contract import SKYPILOT_TASK_ID_ENV, Artifact, Flow, Tag
 
 
 @dataclass(frozen=True)

@@ -56,5 +56,9 @@ class Artifact(StrEnum):
     COMPARISON = "analysis"
 
 
+#: Environment variable SkyPilot sets in a managed job; it stays the same across recoveries, so
+#: a recovered spot job finds its checkpoints and its MLflow run again.
+SKYPILOT_TASK_ID_ENV = "SKYPILOT_TASK_ID"
+
 #: Name of the registered model in the MLflow Model Registry.
 REGISTERED_MODEL = "minivess-segmenter"
