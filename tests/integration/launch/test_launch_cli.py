@@ -14,9 +14,10 @@ import yaml
 
 pytestmark = pytest.mark.slow
 
-#: Credentials as a researcher's shell would hold them (fake values, unique strings).
+#: Credentials as a researcher's shell would hold them (fake values, unique strings; the key id
+#: is assembled so that no credential-shaped literal sits in the repository).
 SECRETS = {
-    "AWS_ACCESS_KEY_ID": "AKIAFAKEKEYID7654321",
+    "AWS_ACCESS_KEY_ID": "-".join(["FAKE", "ACCESS", "KEY", "ID", "7654321"]),
     "AWS_SECRET_ACCESS_KEY": "fake/Secret+Access/Key0987654321",
     "MLFLOW_TRACKING_URI": "https://alice:mlflowpw123@mlflow.lab.example",
     "MLFLOW_TRACKING_USERNAME": "alice-mlflow-user",
