@@ -88,7 +88,8 @@ def evaluation_data(exp: ExperimentConfig, settings: Settings, train_data_dir: s
 
     if exp.data.test_dir:
         return str(exp.data.test_dir)
-    if exp.data.dir is None:
+    synthetic = Path(train_data_dir).resolve() == settings.data_dir.resolve()
+    if exp.data.dir is None and synthetic:
         test_dir = settings.workspace / "data-test"
         if not any(test_dir.glob("raw/*.nii*")):
             synthesize(test_dir, scale=exp.data.synth_scale, n_volumes=HELD_OUT_VOLUMES,
