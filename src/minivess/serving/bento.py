@@ -63,6 +63,18 @@ def prepare_build_context(bundle: Path, ctx_dir: Path) -> Path:
     return ctx
 
 
+def _existing_tag(version: str, env: dict[str, str]) -> str | None:
+    """``name:version`` if the local bento store already holds that bento."""
+    import yaml
+
+    tag = f"{yaml.safe_load(BENTOFILE.read_text())['name']}:{version}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bentoml", "get", tag, "-o", "json"],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return tag if proc.returncode == 0 else None
+
+
 def build_bento(bundle: Path, ctx_dir: Path, env: dict[str, str] | None = None) -> str:
     """Run ``bentoml build`` on a fresh build context; returns the bento tag ``name:version``.
 
@@ -74,16 +86,19 @@ def build_bento(bundle: Path, ctx_dir: Path, env: dict[str, str] | None = None) 
     Raises:
         BentoBuildError: the build failed (with BentoML's output).
     """
-    ctx = prepare_build_context(bundle, ctx_dir)
     version = bundle_version(bundle)
+    run_env = dict(os.environ if env is None else env)
+    existing = _existing_tag(version, run_env)
+    if existing:  # same bundle content, same version: the build would be identical
+        log.info("bento %s already built; reusing it", existing)
+        return existing
+    ctx = prepare_build_context(bundle, ctx_dir)
     cmd = [
         sys.executable, "-m", "bentoml", "build", str(ctx),
         "-f", str(ctx / "bentofile.yaml"), "--version", version, "-o", "tag",
     ]  # fmt: skip
     log.info("bentoml build %s (version %s = bundle content hash)", ctx, version)
-    proc = subprocess.run(
-        cmd, cwd=ctx, env=dict(os.environ if env is None else env), capture_output=True, text=True
-    )
+    proc = subprocess.run(cmd, cwd=ctx, env=run_env, capture_output=True, text=True)
     tag = next(
         (ln.split("__tag__:", 1)[1].strip() for ln in proc.stdout.splitlines() if "__tag__:" in ln),
         None,

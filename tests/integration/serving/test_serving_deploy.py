@@ -50,6 +50,11 @@ def test_deploy_model_exports_builds_and_smoke_tests(
     with pytest.raises(httpx.HTTPError):  # stopped after the smoke test (keep_running=False)
         httpx.get(f"{result.endpoint}/readyz", timeout=2)
 
+    # Rebuilding the same bundle (a re-run of the deploy flow) reuses the stored bento.
+    from minivess.serving.bento import build_bento
+
+    assert build_bento(result.bundle, tmp_path / "ctx2") == result.bento_tag
+
 
 def test_minivess_serve_serves_a_checkpoint(tmp_path: Path, plan, model, volume_path) -> None:
     from minivess.serving.client import summarize_file
