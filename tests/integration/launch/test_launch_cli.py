@@ -151,24 +151,10 @@ def test_local_target_trains_end_to_end(tmp_path: Path, data_dir: Path):
 
 def test_render_for_plan_gives_the_deploy_flow_a_validated_service(tmp_path: Path):
     """The deploy flow's call: an existing plan and a model version, no data, no planning."""
-    from minivess.keys import Tier
     from minivess.launch.launcher import render_for_plan
-    from minivess.planning.plan import TrainingPlan
+    from tests.fixtures.plans import gpu_plan
 
-    plan = TrainingPlan(
-        model="dynunet",
-        tier=Tier.GPU_HIGH,
-        patch_size=(64, 64, 4),
-        batch_size=2,
-        cache_rate=1.0,
-        num_workers=2,
-        amp=True,
-        sw_roi=(64, 64, 4),
-        sw_overlap=0.25,
-        strides=[(1, 1, 1), (2, 2, 1)],
-        kernel_sizes=[(3, 3, 1), (3, 3, 1)],
-        accelerators=["L4:1"],
-    )
+    plan = gpu_plan(accelerators=["L4:1"])
     prepared = render_for_plan(
         plan,
         "serve",

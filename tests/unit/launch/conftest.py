@@ -7,36 +7,17 @@ from pathlib import Path
 import pytest
 
 from minivess.config import config_dir
-from minivess.keys import Tier
 from minivess.launch.render import RenderContext
 from minivess.launch.targets import TargetConfig, load_target
 from minivess.planning.plan import TrainingPlan
+from tests.fixtures.plans import gpu_plan
 
 TARGETS = ("local", "ssh", "spot", "serve")
 
 
-def make_plan(accelerators: list[str] | None = None) -> TrainingPlan:
-    """A small, valid plan; ``accelerators`` are the planner's cloud candidates."""
-    return TrainingPlan(
-        model="dynunet",
-        tier=Tier.GPU_HIGH,
-        patch_size=(64, 64, 4),
-        batch_size=2,
-        cache_rate=1.0,
-        num_workers=2,
-        amp=True,
-        sw_roi=(64, 64, 4),
-        sw_overlap=0.25,
-        strides=[(1, 1, 1), (2, 2, 1), (2, 2, 1)],
-        kernel_sizes=[(3, 3, 1), (3, 3, 1), (3, 3, 1)],
-        accelerators=["T4:1", "L4:1", "A10G:1"] if accelerators is None else accelerators,
-        vram_estimate_mb=5200.0,
-    )
-
-
 @pytest.fixture
 def plan() -> TrainingPlan:
-    return make_plan()
+    return gpu_plan()
 
 
 @pytest.fixture
@@ -74,7 +55,7 @@ def with_changes(target: TargetConfig, **changes: object) -> TargetConfig:
 @pytest.fixture
 def plan_with():
     """Factory: a plan with the given cloud candidates."""
-    return make_plan
+    return gpu_plan
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from minivess.launch.skycheck import (
     validate_many,
 )
 from minivess.launch.targets import Kind, TargetConfig
-from minivess.planning.plan import TrainingPlan
+from tests.fixtures.plans import gpu_plan
 
 
 def _item(path: Path, target: TargetConfig, accelerators: list[str]) -> CheckItem:
@@ -39,25 +39,11 @@ def _item(path: Path, target: TargetConfig, accelerators: list[str]) -> CheckIte
 @pytest.fixture(scope="module")
 def checked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CheckResult]:
     """Render each case to a file and validate them all with SkyPilot in one child."""
-    from minivess.keys import Tier
     from minivess.launch.targets import load_target
 
     base = tmp_path_factory.mktemp("launch")
     (base / "data").mkdir()
-    plan = TrainingPlan(
-        model="dynunet",
-        tier=Tier.GPU_HIGH,
-        patch_size=(64, 64, 4),
-        batch_size=2,
-        cache_rate=1.0,
-        num_workers=2,
-        amp=True,
-        sw_roi=(64, 64, 4),
-        sw_overlap=0.25,
-        strides=[(1, 1, 1), (2, 2, 1)],
-        kernel_sizes=[(3, 3, 1), (3, 3, 1)],
-        accelerators=["T4:1", "L4:1", "A10G:1"],
-    )
+    plan = gpu_plan()
     ctx = RenderContext(
         model="dynunet",
         workdir=base,
