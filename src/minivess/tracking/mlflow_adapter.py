@@ -113,10 +113,11 @@ def flow_run(
         yield run
 
 
-def _filter(flow: Flow, tags: dict[str, str] | None) -> str:
-    clauses = [f"tags.`{Tag.FLOW.value}` = '{flow.value}'", "attributes.status = 'FINISHED'"]
-    for key, value in (tags or {}).items():
-        clauses.append(f"tags.`{key}` = '{value}'")
+def _filter(flow: Flow, tags: dict[str, str] | None, finished_only: bool) -> str:
+    clauses = [f"tags.`{Tag.FLOW.value}` = '{flow.value}'"]
+    if finished_only:
+        clauses.append("attributes.status = 'FINISHED'")
+    clauses += [f"tags.`{key}` = '{value}'" for key, value in (tags or {}).items()]
     return " and ".join(clauses)
 
 
@@ -127,9 +128,7 @@ def find_runs(
     exp = client.get_experiment_by_name(EXPERIMENTS[flow])
     if exp is None:
         return []
-    query = _filter(flow, tags)
-    if not finished_only:
-        query = query.replace(" and attributes.status = 'FINISHED'", "")
+    query = _filter(flow, tags, finished_only)
     return list(
         client.search_runs(
             [exp.experiment_id], filter_string=query, order_by=["attributes.start_time DESC"]
