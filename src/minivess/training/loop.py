@@ -297,7 +297,20 @@ class _Run:
     def _cosine(self, epoch: int) -> float:
         """Cosine factor of the base learning rate after ``epoch`` epochs (closed form, so a run
         resumed with a larger ``epochs`` follows the new schedule)."""
-        return 0.5 * (1.0 + math.cos(math.pi * min(epoch, self.cfg.epochs) / self.cfg.epochs))
+        return cosine_factor(epoch, self.cfg.epochs)
+
+    def _rederive_lr(self, epoch: int) -> None:
+        """Set the optimizer's learning rate to the schedule of *this* run's ``epochs``.
+
+        The checkpoint's optimizer holds the rate its own schedule reached: 0 after a finished
+        cosine schedule. Resuming with a larger ``--epochs`` re-derives the rate from the closed
+        form ``base_lr · cosine_factor(epoch, epochs)`` (the schedule is re-derived, not
+        stretched: epochs already trained keep the rates they had).
+        """
+        rates = [base * self._cosine(epoch) for base in self.scheduler.base_lrs]
+        for group, lr in zip(self.optimizer.param_groups, rates, strict=True):
+            group["lr"] = lr
+        self.scheduler._last_lr = rates  # what get_last_lr() reports
 
     def _identity(self) -> dict[str, Any]:
         return {
@@ -324,6 +337,7 @@ class _Run:
         _unwrap(self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self._rederive_lr(int(state["epoch"]))
         self.scaler.load_state_dict(state["scaler"])
         _set_rng_state(state["rng"])
         self.best_metric = float(state["best_metric"])
@@ -420,6 +434,7 @@ class _Run:
             else None
         )
         accum = max(1, self.plan.grad_accum_steps)
+        self.epoch_lr = float(self.optimizer.param_groups[0]["lr"])  # the rate the steps use
         n = 0
         for i, batch in enumerate(self.loader):
             n = i + 1
@@ -446,7 +461,7 @@ class _Run:
         from minivess.training.distributed import barrier, broadcast_float, mean_float
 
         train_loss = mean_float(self.ctx, train_loss)
-        metrics = {"train_loss": train_loss, "lr": float(self.scheduler.get_last_lr()[0])}
+        metrics = {"train_loss": train_loss, "lr": self.epoch_lr}
         done = epoch + 1
         if done % self.cfg.val_interval == 0 or done == self.cfg.epochs:
             dice = float("nan")
@@ -548,6 +563,17 @@ class _Run:
             png = plot_curves(summary.history, out / "curves.png")
             if png is not None:
                 self.tracker.log_artifact(png, "train")
+
+
+def cosine_factor(epoch: int, epochs: int) -> float:
+    """Factor of the base learning rate in epoch ``epoch`` (0-based) of an ``epochs``-long cosine
+    schedule: 1 in the first epoch, falling to 0 after the last.
+
+    Example:
+        >>> cosine_factor(0, 3), round(cosine_factor(1, 3), 4), cosine_factor(3, 3)
+        (1.0, 0.75, 0.0)
+    """
+    return 0.5 * (1.0 + math.cos(math.pi * min(epoch, epochs) / epochs))
 
 
 def _barrier(ctx: DistContext) -> None:
