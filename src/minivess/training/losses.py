@@ -19,7 +19,9 @@ def build_loss(name: LossName | str) -> nn.Module:
     * ``dice``: :class:`monai.losses.DiceLoss`;
     * ``focal``: :class:`monai.losses.FocalLoss` (softmax, gamma 2);
     * ``cldice``: :class:`monai.losses.SoftDiceclDiceLoss` (Dice + soft centreline Dice, which
-      rewards keeping thin vessels connected).
+      rewards keeping thin vessels connected), on the vessel channel only: the background's
+      "centreline" is the whole volume's medial axis, and including it made this the worst
+      loss of every grid (val Dice 0.38 against 0.66 without it, at 15 epochs).
     """
     from monai.losses import DiceCELoss, DiceLoss, FocalLoss, SoftDiceclDiceLoss
 
@@ -30,7 +32,7 @@ def build_loss(name: LossName | str) -> nn.Module:
         return DiceLoss(to_onehot_y=True, softmax=True)
     if name is LossName.FOCAL:
         return FocalLoss(to_onehot_y=True, use_softmax=True)
-    return SoftDiceclDiceLoss(to_onehot_y=True, softmax=True, iter_=3)
+    return SoftDiceclDiceLoss(to_onehot_y=True, softmax=True, iter_=3, include_background=False)
 
 
 def deep_supervision_loss(

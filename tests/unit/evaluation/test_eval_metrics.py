@@ -7,7 +7,14 @@ import pytest
 
 from minivess.evaluation.calibration import ReliabilityBins
 from minivess.evaluation.ensemble import majority_vote, mean_probability, model_soup
-from minivess.evaluation.metrics import cldice, dice, hd95, surface_dice, volume_metrics
+from minivess.evaluation.metrics import (
+    centreline,
+    cldice,
+    dice,
+    hd95,
+    surface_dice,
+    volume_metrics,
+)
 from minivess.evaluation.stats import bootstrap_ci, paired_difference_ci
 
 
@@ -34,13 +41,51 @@ def test_cldice_penalises_a_broken_vessel_more_than_dice() -> None:
     assert cldice(np.zeros_like(t), t) == 0.0
 
 
+@pytest.mark.parametrize("width", [1, 2, 3, 4])
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_cldice_of_identical_thin_tubes_is_one(width: int, axis: int) -> None:
+    """Lee's 3D thinning erases even-width tubes; the centreline keeps every component."""
+    m = np.zeros((30, 30, 30), bool)
+    sl = [slice(10, 10 + width)] * 3
+    sl[axis] = slice(2, 28)
+    m[tuple(sl)] = True
+    assert centreline(m).any()
+    assert centreline(m).sum() < m.sum() or width <= 2
+    assert not (centreline(m) & ~m).any()
+    assert cldice(m, m) == pytest.approx(1.0)
+    shifted = np.roll(m, 6, axis=(axis + 1) % 3)  # disjoint tube of the same shape
+    assert cldice(shifted, m) == 0.0
+
+
+def test_centreline_fallback_leaves_thinnable_components_alone() -> None:
+    from skimage.morphology import skeletonize
+
+    odd = np.zeros((30, 20, 20), bool)
+    odd[2:28, 5:8, 5:8] = True  # width 3: skimage's skeleton survives
+    even = np.zeros_like(odd)
+    even[2:28, 13:15, 13:15] = True  # width 2: erased by skimage
+    both = odd | even
+    c = centreline(both)
+    assert (c & odd).sum() == skeletonize(odd).sum()
+    assert (c & even).sum() > 0
+
+
 def test_hd95_measures_a_shift_in_spacing_units() -> None:
     t = _tube(y0=10)
     shifted = _tube(y0=13)  # 3 voxels along y
     assert hd95(t, t, (1.0, 1.0, 1.0)) == pytest.approx(0.0)
     assert hd95(shifted, t, (1.0, 1.0, 1.0)) == pytest.approx(3.0, abs=0.01)
     assert hd95(shifted, t, (1.0, 2.0, 1.0)) == pytest.approx(6.0, abs=0.01)
-    assert np.isnan(hd95(np.zeros_like(t), t, (1, 1, 1)))
+
+
+def test_hd95_empty_masks_never_vanish_from_a_mean() -> None:
+    t = _tube()
+    empty = np.zeros_like(t)
+    worst = hd95(empty, t, (1.0, 1.0, 2.0))
+    assert worst == pytest.approx(np.sqrt(24**2 + 24**2 + 16**2))  # the volume's diagonal
+    assert hd95(t, empty, (1.0, 1.0, 2.0)) == worst
+    assert hd95(empty, empty, (1.0, 1.0, 2.0)) == 0.0
+    assert hd95(_tube(y0=13), t, (1, 1, 1)) < worst  # a near miss beats a missed volume
 
 
 def test_surface_dice_tolerance() -> None:
@@ -63,7 +108,8 @@ def test_bootstrap_ci_brackets_the_mean_and_drops_nan() -> None:
     assert ci.n == 30
     assert ci.lo < ci.mean < ci.hi
     assert ci.hi - ci.lo < 0.1
-    assert bootstrap_ci([0.5] * 5).fmt() == "0.500 [0.500, 0.500]"
+    assert ci.n_total == 31
+    assert bootstrap_ci([0.5] * 5).fmt() == "0.500 [0.500, 0.500] n=5"
 
 
 def test_paired_difference_detects_a_consistent_gain() -> None:

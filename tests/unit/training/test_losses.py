@@ -33,3 +33,27 @@ def test_deep_supervision_heads_are_weighted() -> None:
     assert float(deep_supervision_loss(loss, stacked, label)) == pytest.approx(
         float(loss(good, label)), rel=1e-6
     )
+
+
+def test_cldice_loss_scores_the_vessel_channel_only() -> None:
+    """The loss equals MONAI's soft Dice + clDice on the foreground probability alone."""
+    import torch
+    from monai.losses import SoftDiceclDiceLoss
+
+    torch.manual_seed(0)
+    label = torch.zeros(1, 1, 16, 16, 6)
+    label[..., 6:9, 2:14, 1:5] = 1
+    logits = torch.randn(1, 2, 16, 16, 6)
+    fg = torch.softmax(logits, dim=1)[:, 1:]
+    want = SoftDiceclDiceLoss(iter_=3)(fg, label)
+    assert float(build_loss("cldice")(logits, label)) == pytest.approx(float(want), rel=1e-5)
+
+
+def test_cldice_loss_is_high_when_every_vessel_is_missed() -> None:
+    """All-background prediction: with the background channel counted the loss would be ~0.5."""
+    import torch
+
+    label = torch.zeros(1, 1, 16, 16, 6)
+    label[..., 6:9, 2:14, 1:5] = 1
+    miss = torch.cat([torch.full_like(label, 6.0), torch.full_like(label, -6.0)], dim=1)
+    assert float(build_loss("cldice")(miss, label)) > 0.9
