@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 WORKSPACE ?= workspace
 PYTEST_ARGS ?=
 
-.PHONY: setup experiment test test-fast lint format bench clean
+.PHONY: setup experiment test test-fast lint typecheck format bench clean
 
 setup:
 	@bash .ci/bootstrap.sh
@@ -14,9 +14,10 @@ setup:
 experiment: setup
 	$(BIN)/minivess experiment --workspace $(WORKSPACE)
 
-## What CI runs: lint, then the whole suite (fast tier first, then the slow tier).
+## What CI runs: lint, the type check, then the whole suite (fast tier first, then the slow tier).
 test: setup
-	$(BIN)/ruff check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/pytest -m "not slow" -q $(PYTEST_ARGS)
 	$(BIN)/pytest -m slow -q $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
@@ -25,6 +26,10 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+## mypy on src/ (settings in pyproject.toml [tool.mypy]).
+typecheck: setup
+	$(BIN)/mypy
 
 format: setup
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -44,7 +44,7 @@ def register(app: typer.Typer, data_app: typer.Typer) -> None:
         from minivess.serving.settings import load_serve_settings
         from minivess.settings import load_settings
 
-        overrides = {"auth_token_env": auth_token_env} if auth_token_env else {}
+        overrides: dict[str, Any] = {"auth_token_env": auth_token_env} if auth_token_env else {}
         settings = load_serve_settings(config, backend=backend, **overrides)
         work = workdir or load_settings().deploy_dir / "serve"
         raise typer.Exit(serve_model(model_uri, settings, work, port, host))

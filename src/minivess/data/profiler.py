@@ -23,8 +23,10 @@ import logging
 import math
 import os
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -61,6 +63,15 @@ ANISOTROPY_RATIO = 2.0
 CHUNK_VOXELS = 1 << 22
 HIST_BINS = 64
 THUMB_MAX_PX = 256
+
+
+_N = TypeVar("_N", int, float)
+
+
+def _xyz(values: Iterable[_N]) -> tuple[_N, _N, _N]:
+    """Three values (x, y, z) as a typed 3-tuple."""
+    x, y, z = values
+    return x, y, z
 
 
 def default_cache_dir() -> Path:
@@ -106,7 +117,7 @@ def _percentile_from_counts(counts: np.ndarray, values: np.ndarray, q: float) ->
     return float(values[min(int(np.searchsorted(cum, rank, side="left")), values.size - 1)])
 
 
-def intensity_stats(image: np.ndarray) -> dict[str, float | list]:
+def intensity_stats(image: np.ndarray) -> dict[str, Any]:
     """min, max, mean, std, p1, p99 of ``image`` and a 64-bin histogram, streamed in slabs.
 
     Integer images are exact (``p1``/``p99`` are nearest-rank, numpy's ``inverted_cdf``); float
@@ -277,7 +288,7 @@ class _Cache:
             qc = self.qc_path(result.key)
             qc.parent.mkdir(parents=True, exist_ok=True)
             tmp = qc.with_name(f".{result.key}.{os.getpid()}.tmp.npz")
-            np.savez_compressed(tmp, **result.qc)
+            np.savez_compressed(tmp, **result.qc)  # type: ignore[arg-type]  # numpy stub: **kw may hit allow_pickle
             os.replace(tmp, qc)
         payload = {"stats": result.stats, "reason": result.reason}
         _atomic_write(entry, json.dumps(payload))
@@ -394,12 +405,12 @@ def summarize(
     return DatasetProfile(
         data_dir=data_dir,
         n_volumes=len(volumes),
-        min_shape=tuple(int(x) for x in shapes.min(axis=0)),
-        max_shape=tuple(int(x) for x in shapes.max(axis=0)),
-        median_shape=tuple(int(x) for x in np.floor(np.median(shapes, axis=0))),
+        min_shape=_xyz(int(x) for x in shapes.min(axis=0)),
+        max_shape=_xyz(int(x) for x in shapes.max(axis=0)),
+        median_shape=_xyz(int(x) for x in np.floor(np.median(shapes, axis=0))),
         spacing_range=(
-            tuple(min(s[a] for s in spacings) for a in range(3)),
-            tuple(max(s[a] for s in spacings) for a in range(3)),
+            _xyz(min(s[a] for s in spacings) for a in range(3)),
+            _xyz(max(s[a] for s in spacings) for a in range(3)),
         ),
         is_anisotropic=_is_anisotropic(spacings),
         total_size_gb=sum(v.bytes for v in volumes) / 1e9,
@@ -452,7 +463,7 @@ def _hash_files(
     keyed = []
     for pair in pairs:
         image, label = Path(pair.image), Path(pair.label or pair.image)
-        failed = next((results[f] for f in (image, label) if isinstance(results[f], OSError)), None)
+        failed = next((r for r in (results[image], results[label]) if isinstance(r, OSError)), None)
         if failed is not None:
             name = Path(failed.filename or pair.image).name
             reason = f"{name} is not readable ({failed.strerror or failed}); fix the file or link"

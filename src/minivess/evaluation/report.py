@@ -190,7 +190,7 @@ def _foreground_prob(model: _Model, image: Any) -> np.ndarray:
             overlap=model.plan.sw_overlap,
             mode="gaussian",
         )
-    return torch.softmax(logits.float(), dim=1)[0, 1].cpu().numpy()
+    return torch.softmax(torch.as_tensor(logits).float(), dim=1)[0, 1].cpu().numpy()
 
 
 def _spacing(path: str, resampling: Any) -> tuple[float, float, float]:
@@ -198,8 +198,9 @@ def _spacing(path: str, resampling: Any) -> tuple[float, float, float]:
         return tuple(resampling.target_spacing)
     import nibabel as nib
 
-    zooms = nib.load(path).header.get_zooms()[:3]
-    return tuple(float(z) for z in zooms)
+    image: Any = nib.load(path)
+    x, y, z = (float(v) for v in image.header.get_zooms()[:3])
+    return x, y, z
 
 
 def _predict_all(
@@ -214,7 +215,7 @@ def _predict_all(
     has_ensemble = sum(m.kind is Kind.MEMBER for m in models) >= 2
     if has_ensemble:
         names += [Kind.MEAN_PROBABILITY.value, Kind.MAJORITY_VOTE.value]
-    values = {n: {k: [] for k in METRIC_NAMES} for n in names}
+    values: dict[str, dict[str, list[float]]] = {n: {k: [] for k in METRIC_NAMES} for n in names}
     bins = {n: ReliabilityBins() for n in names}
     items = datalist(pairs, [p.name for p in pairs])
     from rich.progress import Progress

@@ -81,7 +81,10 @@ def bca_interval(
 
 
 def bootstrap_ci(
-    values: Sequence[float], n_boot: int = N_BOOTSTRAP, level: float = CI_LEVEL, seed: int = 0
+    values: Sequence[float] | np.ndarray,
+    n_boot: int = N_BOOTSTRAP,
+    level: float = CI_LEVEL,
+    seed: int = 0,
 ) -> CI:
     """Mean of the finite ``values`` with a CI whose method suits n (see the module docstring).
 

@@ -301,6 +301,7 @@ def execute(prepared: Prepared, environ: Mapping[str, str] | None = None) -> int
     secrets = [(n, env[n]) for n in prepared.target.secrets if env.get(n)]
     task = sky.Task.from_yaml_config(read_yaml(prepared.yaml_path), secrets_overrides=secrets)
     target = prepared.target
+    request: Any  # each SDK call returns a differently typed request id
     if target.kind is Kind.SPOT:
         request = sky.jobs.launch(task, name=target.name)
     elif target.kind is Kind.SERVE:

@@ -6,7 +6,7 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow, task
 
@@ -14,6 +14,9 @@ from minivess.experiment import ExperimentConfig, load_experiment
 from minivess.orchestration import common
 from minivess.settings import Settings
 from minivess.tracking.contract import Artifact, Flow, Tag
+
+if TYPE_CHECKING:
+    from minivess.evaluation.report import EvaluationReport
 
 #: Folder of the analysis run that holds the champion's files (what the registry points at).
 CHAMPION_DIR = "champion"
@@ -101,7 +104,7 @@ def evaluation_data(exp: ExperimentConfig, settings: Settings, train_data_dir: s
 
 
 @task
-def evaluate_members(data_dir: str, members: dict[str, str], out_dir: Path) -> Any:
+def evaluate_members(data_dir: str, members: dict[str, str], out_dir: Path) -> EvaluationReport:
     """Per-volume metrics, CIs, ensembles, calibration and figures for the members."""
     from minivess.evaluation import evaluate
 

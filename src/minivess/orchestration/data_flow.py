@@ -8,6 +8,7 @@ from pathlib import Path
 from prefect import flow, task
 
 from minivess.data.schema import DatasetProfile
+from minivess.data.synth import Scale
 from minivess.orchestration import common
 from minivess.settings import Settings
 from minivess.tracking.contract import Artifact, Flow, Tag
@@ -29,7 +30,7 @@ class DataFlowResult:
 
 @task
 def ensure_data(
-    data_dir: str | None, settings: Settings, scale: str = "small", seed: int = 0
+    data_dir: str | None, settings: Settings, scale: Scale = "small", seed: int = 0
 ) -> str:
     """The dataset directory; the embedded default is synthesised on first use."""
     from minivess.data.synth import synthesize
@@ -100,7 +101,8 @@ def log_data_run(prof: DatasetProfile, profile_json: str, html: str, settings: S
         figures = Path(html).parent / "figures"
         if figures.is_dir():
             mlflow.log_artifacts(str(figures), Artifact.QC_FIGURES.value)
-        mlflow.log_dict([r.model_dump() for r in prof.rejected], f"{folder}/quarantined.json")
+        rejected = [r.model_dump() for r in prof.rejected]
+        mlflow.log_dict(rejected, f"{folder}/quarantined.json")  # type: ignore[arg-type]  # a JSON list is fine
         return run.info.run_id
 
 
@@ -108,7 +110,7 @@ def log_data_run(prof: DatasetProfile, profile_json: str, html: str, settings: S
 def data_flow(
     data_dir: str | None = None,
     workspace: str | None = None,
-    synth_scale: str = "small",
+    synth_scale: Scale = "small",
     seed: int = 0,
 ) -> DataFlowResult:
     """Discover, validate and profile a dataset; log the profile to MLflow."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow, task
 
@@ -12,6 +12,9 @@ from minivess.experiment import load_experiment
 from minivess.orchestration import common
 from minivess.settings import Settings
 from minivess.tracking.contract import Flow, Tag
+
+if TYPE_CHECKING:
+    from minivess.serving.deploy import DeployResult
 
 
 @dataclass(frozen=True)
@@ -47,12 +50,12 @@ def smoke_volume(settings: Settings) -> Path | None:
 @task
 def export_and_smoke_test(
     checkpoint: Path, workdir: Path, backend: str, volume: Path | None
-) -> Any:
+) -> DeployResult:
     """Export, parity-check, build the bento, serve it locally and smoke-test it over HTTP."""
     from minivess.serving.deploy import deploy_model
-    from minivess.serving.settings import ServeSettings
+    from minivess.serving.settings import Backend, ServeSettings
 
-    settings = ServeSettings(backend=backend)
+    settings = ServeSettings(backend=Backend(backend))
     return deploy_model(str(checkpoint), workdir, settings=settings, smoke_volume=volume)
 
 

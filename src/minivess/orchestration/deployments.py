@@ -51,7 +51,7 @@ def _prefect(*args: str) -> str:
 def deploy_all(prefect_yaml: Path, name: str | None = None) -> Iterator[str]:
     """Create the work pools (idempotent) and register the deployments; yields progress lines."""
     project = load_project(prefect_yaml)
-    used = {(d.get("work_pool") or {}).get("name") for d in project.get("deployments") or []}
+    used = {str((d.get("work_pool") or {}).get("name")) for d in project.get("deployments") or []}
     for pool in sorted(used):
         kind, template = WORK_POOLS[pool]
         path = config_dir() / "prefect" / template

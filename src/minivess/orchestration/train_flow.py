@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,12 +80,13 @@ class _ProgressTracker:
         from prefect.artifacts import create_progress_artifact
 
         self.inner, self.epochs = inner, epochs
-        self.artifact_id = create_progress_artifact(0.0, description="training epochs")
+        # create_progress_artifact is sync-or-async dispatched; in a sync flow it returns the id
+        self.artifact_id: Any = create_progress_artifact(0.0, description="training epochs")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         from prefect.artifacts import update_progress_artifact
 
         self.inner.log_metrics(metrics, step=step)

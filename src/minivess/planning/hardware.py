@@ -150,10 +150,11 @@ def detect_gpus(nvml: Any | None = None) -> list[GpuInfo]:
     """
     if nvml is None:
         try:
-            import pynvml as nvml
+            import pynvml
         except ImportError:
             log.debug("NVML (nvidia-ml-py) not installed: no GPU detected")
             return []
+        nvml = pynvml
     try:
         nvml.nvmlInit()
     except Exception as err:  # pynvml raises NVMLError subclasses for a missing driver

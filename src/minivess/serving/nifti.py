@@ -89,7 +89,7 @@ def _peek(raw_head: bytes, path: Path) -> tuple[bool, bytes]:
     return False, raw_head
 
 
-def _header_class(head: bytes) -> tuple[int, type]:
+def _header_class(head: bytes) -> tuple[int, Any]:
     import nibabel as nib
 
     for order in ("<", ">"):

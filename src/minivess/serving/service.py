@@ -172,4 +172,5 @@ def _guard_options() -> dict[str, Any]:
     }
 
 
-MinivessSegmenter.add_asgi_middleware(RequestGuard, **_guard_options())
+# bentoml.service returns a Service; its annotations type the result as the decorated class.
+MinivessSegmenter.add_asgi_middleware(RequestGuard, **_guard_options())  # type: ignore[attr-defined]

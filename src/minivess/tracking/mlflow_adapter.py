@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,7 +93,7 @@ def flow_run(
     settings: Settings,
     flow: Flow,
     *,
-    tags: dict[str, str] | None = None,
+    tags: Mapping[Tag, Any] | Mapping[str, Any] | None = None,
     run_name: str | None = None,
     run_id: str | None = None,
 ) -> Iterator[Any]:

@@ -128,7 +128,8 @@ def _rng_state() -> dict[str, Any]:
     import numpy as np
     import torch
 
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    legacy: tuple[str, np.ndarray, int, int, float] = np.random.get_state(legacy=True)  # type: ignore[assignment]
+    name, keys, pos, has_gauss, gauss = legacy
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": {
@@ -207,7 +208,7 @@ def validate(
                 overlap=plan.sw_overlap,
                 mode="gaussian",
             )
-            pred = logits.argmax(dim=1, keepdim=True)
+            pred = torch.as_tensor(logits).argmax(dim=1, keepdim=True)
             dice = compute_dice(
                 one_hot(pred, OUT_CHANNELS),
                 one_hot(label.long(), OUT_CHANNELS),
@@ -244,6 +245,7 @@ class _Run:
         self.history: list[dict[str, float]] = []
         self.best_metric = float("-inf")
         self.best_epoch = -1
+        self.resumed_from: int | None = None
 
     # -- setup ---------------------------------------------------------------------------
     def _build(self) -> None:
@@ -487,7 +489,7 @@ class _Run:
         return metrics
 
     def run(self) -> TrainSummary:
-        self.resumed_from: int | None = None
+        self.resumed_from = None
         self._build()
         start, skip, loss_sum = self._resume()
         if self.resumed_from is None:

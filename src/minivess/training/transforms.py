@@ -102,7 +102,7 @@ def load_transforms(resampling: ResamplingConfig, with_label: bool = True) -> li
         EnsureChannelFirstd(keys=keys),
         EnsureTyped(keys=keys, dtype="float32", track_meta=resampling.enabled),
     ]
-    if resampling.enabled:
+    if resampling.enabled and resampling.target_spacing is not None:
         modes = ("bilinear", "nearest")[: len(keys)]
         steps.append(Spacingd(keys=keys, pixdim=resampling.target_spacing, mode=modes))
         steps.append(EnsureTyped(keys=keys, dtype="float32", track_meta=False))
