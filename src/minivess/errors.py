@@ -21,3 +21,7 @@ class PlanError(MinivessError, ValueError):
 
 class ContractError(MinivessError, LookupError):
     """An upstream MLflow run required by the contract is missing."""
+
+
+class DeployRefused(MinivessError):
+    """The registered model is not fit to serve (e.g. it does not beat the baseline)."""

@@ -36,6 +36,10 @@ class DeploySection(StrictModel):
 
     enabled: bool = True
     backend: Literal["onnx", "torch"] = "onnx"
+    force: bool = Field(
+        default=False,
+        description="deploy a registered model even when it does not beat the threshold baseline",
+    )
 
 
 class ExperimentConfig(StrictModel):

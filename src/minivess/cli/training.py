@@ -68,11 +68,18 @@ def evaluate(
     out: Annotated[Path, typer.Option(help="Folder for tables, figures and report.json.")] = Path(
         "evaluation"
     ),
+    train_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="The dataset the members trained on: adds the threshold baseline row, learned "
+            "on their training volumes."
+        ),
+    ] = None,
 ) -> None:
     """Per-volume metrics, CIs, loss × fold table, ensembles, calibration and figures."""
     from minivess.evaluation import evaluate as run_evaluation
 
-    report = run_evaluation(data, checkpoints, out)
+    report = run_evaluation(data, checkpoints, out, train_data_dir=train_data)
     typer.echo(report.table_markdown)
     typer.echo(
         f"champion: {report.champion.name} (Dice {report.champion.dice:.4f}); report in {out}"

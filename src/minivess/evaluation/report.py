@@ -4,6 +4,15 @@ Every model (member, mean-probability ensemble, majority vote, model soup) predi
 usable volume of ``data_dir`` with a sliding window (each member's plan roi/overlap). The data
 directory is treated as a held-out test set: pass volumes no member trained on.
 
+Given the training data (``train_data_dir``), the table also carries a **baseline** row: one
+intensity threshold learned on the members' training volumes
+(:mod:`minivess.evaluation.baseline`). The report says whether the champion beats it
+(``champion_beats_baseline``); the baseline itself never becomes the champion.
+
+Each mean comes with the ``n`` behind it (``0.81 [0.77, 0.85] n=10``); empty masks follow the
+conventions of :mod:`minivess.evaluation.metrics`, and ECE is per volume on the
+foreground-relevant voxels (:mod:`minivess.evaluation.calibration`).
+
 Outputs under ``out_dir``: ``per_volume.csv``, ``comparison.csv`` / ``comparison.md`` (with the
 loss × fold table), ``figures/*.png`` (box plots, per-volume scatter, reliability diagrams),
 ``soup.pt`` when the architectures match, and ``report.json`` (the :class:`EvaluationReport`).
@@ -21,7 +30,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from minivess.errors import ConfigError
-from minivess.evaluation.calibration import ReliabilityBins
+from minivess.evaluation.baseline import BASELINE_NAME, ThresholdBaseline, learn_threshold
+from minivess.evaluation.calibration import ReliabilityBins, relevant_voxels, volume_ece
 from minivess.evaluation.metrics import METRIC_NAMES, volume_metrics
 from minivess.evaluation.stats import CI, bootstrap_ci, paired_difference_ci
 from minivess.keys import Keys
@@ -30,6 +40,8 @@ log = logging.getLogger(__name__)
 
 #: Threshold on the foreground probability that makes a mask.
 THRESHOLD = 0.5
+#: Per-volume values of each model: the segmentation metrics and the calibration error.
+VALUE_NAMES = (*METRIC_NAMES, "ece")
 
 
 class Kind(StrEnum):
@@ -39,6 +51,7 @@ class Kind(StrEnum):
     MEAN_PROBABILITY = "mean_probability"
     MAJORITY_VOTE = "majority_vote"
     SOUP = "soup"
+    BASELINE = "baseline"
 
 
 class Member(BaseModel):
@@ -71,6 +84,10 @@ class Champion(BaseModel):
     dice: float
     checkpoint: str | None = Field(description="single checkpoint (member or soup), else None")
     checkpoints: list[str] = Field(description="all checkpoints it needs")
+    baseline_dice: float | None = Field(default=None, description="the baseline row's mean Dice")
+    beats_baseline: bool | None = Field(
+        default=None, description="mean Dice above the baseline's; None without a baseline"
+    )
 
 
 class EvaluationReport(BaseModel):
@@ -86,11 +103,14 @@ class EvaluationReport(BaseModel):
     table_csv: str
     table_md: str
     figures: dict[str, str]
-    calibration: dict[str, float] = Field(description="ECE of the foreground probability")
+    calibration: dict[str, float] = Field(
+        description="mean per-volume ECE on the foreground-relevant voxels"
+    )
     ensembles: list[EnsembleComparison]
     soup_checkpoint: str | None = None
     soup_skipped: str | None = None
     champion: Champion
+    baseline: ThresholdBaseline | None = None
     report_json: str
 
 
@@ -204,9 +224,9 @@ def _spacing(path: str, resampling: Any) -> tuple[float, float, float]:
 
 
 def _predict_all(
-    pairs: list[Any], models: list[_Model], resampling: Any
+    pairs: list[Any], models: list[_Model], resampling: Any, baseline: ThresholdBaseline | None
 ) -> tuple[dict[str, dict[str, list[float]]], dict[str, ReliabilityBins]]:
-    """Per-model, per-metric per-volume values, and calibration bins."""
+    """Per-model, per-metric per-volume values (and ECE), and pooled calibration bins."""
     from minivess.training.data import datalist
     from minivess.training.transforms import eval_transforms
 
@@ -215,7 +235,9 @@ def _predict_all(
     has_ensemble = sum(m.kind is Kind.MEMBER for m in models) >= 2
     if has_ensemble:
         names += [Kind.MEAN_PROBABILITY.value, Kind.MAJORITY_VOTE.value]
-    values: dict[str, dict[str, list[float]]] = {n: {k: [] for k in METRIC_NAMES} for n in names}
+    if baseline is not None:
+        names.append(BASELINE_NAME)
+    values: dict[str, dict[str, list[float]]] = {n: {k: [] for k in VALUE_NAMES} for n in names}
     bins = {n: ReliabilityBins() for n in names}
     items = datalist(pairs, [p.name for p in pairs])
     from rich.progress import Progress
@@ -234,20 +256,71 @@ def _predict_all(
                 probs[Kind.MEAN_PROBABILITY.value] = mean_probability(member_probs)
                 _, fraction = majority_vote([p > THRESHOLD for p in member_probs])
                 probs[Kind.MAJORITY_VOTE.value] = fraction
+            if baseline is not None:
+                image = data[Keys.IMAGE.value][0].numpy()
+                probs[BASELINE_NAME] = baseline.predict(image).astype(np.float32)
             for name, prob in probs.items():
                 for k, v in volume_metrics(prob > THRESHOLD, label, spacing).items():
                     values[name][k].append(v)
-                bins[name].add(prob, label)
+                values[name]["ece"].append(volume_ece(prob, label))
+                keep = relevant_voxels(prob, label)
+                bins[name].add(prob[keep], label[keep])
             bar.advance(task)
     return values, bins
 
 
-def evaluate(data_dir: Path, checkpoints: list[str], out_dir: Path) -> EvaluationReport:
+def learn_baseline(train_data_dir: Path, states: list[dict], resampling: Any) -> ThresholdBaseline:
+    """The threshold baseline, learned on the union of the members' training volumes."""
+    from minivess.training.data import datalist, usable_pairs
+    from minivess.training.splits import Split
+    from minivess.training.transforms import eval_transforms
+
+    names = sorted({n for s in states for n in Split.model_validate_json(s["split"]).train})
+    pairs = usable_pairs(Path(train_data_dir))
+    found = {p.name for p in pairs}
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise ConfigError(
+            f"{train_data_dir}: training volumes {missing} of the members are not there; pass "
+            f"the dataset the members trained on."
+        )
+    transform = eval_transforms(resampling)
+
+    def volumes():
+        for item in datalist(pairs, names):
+            data = transform(item)
+            yield (
+                item[Keys.NAME.value],
+                data[Keys.IMAGE.value][0].numpy(),
+                data[Keys.LABEL.value][0].numpy() > 0.5,
+            )
+
+    baseline = learn_threshold(volumes())
+    log.info(
+        "baseline: threshold %.2f (normalised intensity) learned on %d training volume(s), "
+        "train Dice %.4f",
+        baseline.threshold,
+        len(names),
+        baseline.train_dice,
+    )
+    return baseline
+
+
+def evaluate(
+    data_dir: Path,
+    checkpoints: list[str],
+    out_dir: Path,
+    train_data_dir: Path | None = None,
+) -> EvaluationReport:
     """Evaluate ``checkpoints`` (files or run folders, local or s3://) on ``data_dir``.
+
+    ``train_data_dir``: the dataset the members trained on; when given, the threshold baseline is
+    learned on their training volumes and added to the table.
 
     Raises:
         DataError: no usable labelled volume in ``data_dir``.
-        ConfigError: no checkpoints, or members trained with different resampling.
+        ConfigError: no checkpoints, members trained with different resampling, or a member's
+            training volume missing from ``train_data_dir``.
     """
     from minivess.training.data import usable_pairs
 
@@ -255,17 +328,24 @@ def evaluate(data_dir: Path, checkpoints: list[str], out_dir: Path) -> Evaluatio
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     pairs = usable_pairs(Path(data_dir))
     members, models, states, resampling = _load_members(list(checkpoints))
+    baseline = None
+    if train_data_dir is not None:
+        baseline = learn_baseline(Path(train_data_dir), states, resampling)
     soup, soup_skipped = _make_soup(models, states, out_dir)
     if soup is not None:
         models.append(soup)
-    values, bins = _predict_all(pairs, models, resampling)
-    return _write_report(out_dir, pairs, members, models, values, bins, soup, soup_skipped)
+    values, bins = _predict_all(pairs, models, resampling, baseline)
+    return _write_report(
+        out_dir, pairs, members, models, values, bins, soup, soup_skipped, baseline
+    )
 
 
 def _kind_of(name: str, models: list[_Model]) -> Kind:
     for m in models:
         if m.name == name:
             return m.kind
+    if name == BASELINE_NAME:
+        return Kind.BASELINE
     return Kind(name)
 
 
@@ -289,7 +369,7 @@ def _table_rows(
             "n_volumes": n_volumes,
         }
         for k, ci in cis.items():
-            row |= {f"{k}_mean": ci.mean, f"{k}_lo": ci.lo, f"{k}_hi": ci.hi}
+            row |= {f"{k}_mean": ci.mean, f"{k}_lo": ci.lo, f"{k}_hi": ci.hi, f"{k}_n": ci.n}
         row["ece"] = calibration[name]
         table.append(row)
     return table
@@ -305,7 +385,7 @@ def _compare_ensembles(
     out = []
     for name in values:
         kind = _kind_of(name, models)
-        if kind is Kind.MEMBER:
+        if kind in (Kind.MEMBER, Kind.BASELINE):
             continue
         out.append(
             EnsembleComparison(
@@ -326,20 +406,30 @@ def _pick_champion(
     members: list[Member],
     soup: _Model | None,
 ) -> Champion:
-    """The model or ensemble with the best mean Dice, with the checkpoints it needs."""
-    name = max(summary, key=lambda n: _nan_low(summary[n]["dice"].mean))
+    """The model or ensemble with the best mean Dice (never the baseline), with the checkpoints
+    it needs and whether it beats the baseline row."""
+    candidates = [n for n in summary if n != BASELINE_NAME]
+    name = max(candidates, key=lambda n: _nan_low(summary[n]["dice"].mean))
     kind = _kind_of(name, models)
     dice = summary[name]["dice"].mean
+    extra: dict[str, Any] = {}
+    if BASELINE_NAME in summary:
+        base = summary[BASELINE_NAME]["dice"].mean
+        extra = {"baseline_dice": base, "beats_baseline": bool(_nan_low(dice) > _nan_low(base))}
     if kind is Kind.MEMBER:
         file = next(m.uri for m in members if m.name == name)
-        return Champion(name=name, kind=kind, dice=dice, checkpoint=file, checkpoints=[file])
+        return Champion(
+            name=name, kind=kind, dice=dice, checkpoint=file, checkpoints=[file], **extra
+        )
     if kind is Kind.SOUP and soup is not None:
         return Champion(
-            name=name, kind=kind, dice=dice, checkpoint=soup.uris[0], checkpoints=soup.uris
-        )
+            name=name, kind=kind, dice=dice, checkpoint=soup.uris[0], checkpoints=soup.uris,
+            **extra,
+        )  # fmt: skip
     return Champion(
-        name=name, kind=kind, dice=dice, checkpoint=None, checkpoints=[m.uri for m in members]
-    )
+        name=name, kind=kind, dice=dice, checkpoint=None, checkpoints=[m.uri for m in members],
+        **extra,
+    )  # fmt: skip
 
 
 def _write_csvs(
@@ -351,10 +441,10 @@ def _write_csvs(
     per_volume_csv = out_dir / "per_volume.csv"
     with per_volume_csv.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["model", "volume", *METRIC_NAMES])
+        w.writerow(["model", "volume", *VALUE_NAMES])
         for name, v in values.items():
             for i, vol in enumerate(volumes):
-                w.writerow([name, vol, *(v[k][i] for k in METRIC_NAMES)])
+                w.writerow([name, vol, *(v[k][i] for k in VALUE_NAMES)])
     table_csv = out_dir / "comparison.csv"
     with table_csv.open("w", newline="") as fh:
         dw = csv.DictWriter(fh, fieldnames=list(table[0]))
@@ -409,18 +499,24 @@ def _write_report(
     bins: dict[str, ReliabilityBins],
     soup: _Model | None,
     soup_skipped: str | None,
+    baseline: ThresholdBaseline | None = None,
 ) -> EvaluationReport:
     volumes = [p.name for p in pairs]
-    summary = {n: {k: bootstrap_ci(v[k]) for k in METRIC_NAMES} for n, v in values.items()}
-    calibration = {n: b.ece() for n, b in bins.items()}
+    summary = {n: {k: bootstrap_ci(v[k]) for k in VALUE_NAMES} for n, v in values.items()}
+    calibration = {n: s["ece"].mean for n, s in summary.items()}
     table = _table_rows(summary, calibration, members, models, len(volumes))
     best = max(members, key=lambda m: _nan_low(summary[m.name]["dice"].mean))
     ensembles = _compare_ensembles(values, summary, models, best)
     champion = _pick_champion(summary, models, members, soup)
     log.info("champion: %s (%s), mean Dice %.4f", champion.name, champion.kind, champion.dice)
+    if champion.beats_baseline is False:
+        log.warning(
+            "champion %s (Dice %.4f) does NOT beat the threshold baseline (Dice %.4f)",
+            champion.name, champion.dice, champion.baseline_dice,
+        )  # fmt: skip
 
     per_volume_csv, table_csv = _write_csvs(out_dir, values, volumes, table)
-    markdown = _markdown(summary, calibration, members, ensembles, models)
+    markdown = _markdown(summary, members, ensembles, models, champion, values)
     table_md = out_dir / "comparison.md"
     table_md.write_text(markdown)
     figures = _draw_figures(out_dir / "figures", values, bins, volumes, best, champion, ensembles)
@@ -442,6 +538,7 @@ def _write_report(
         soup_checkpoint=soup.uris[0] if soup is not None else None,
         soup_skipped=soup_skipped,
         champion=champion,
+        baseline=baseline,
         report_json=str(report_json),
     )
     report_json.write_text(report.model_dump_json(indent=2))
@@ -452,25 +549,47 @@ def _nan_low(x: float) -> float:
     return x if np.isfinite(x) else float("-inf")
 
 
+def _verdict(champion: Champion, summary: dict[str, dict[str, CI]], values: Any) -> str:
+    """One line: does the champion beat the baseline row?"""
+    if champion.beats_baseline is None:
+        return "No baseline row: the training data were not given (`--train-data`)."
+    diff = paired_difference_ci(values[champion.name]["dice"], values[BASELINE_NAME]["dice"])
+    verb = "beats" if champion.beats_baseline else "does **NOT** beat"
+    return (
+        f"Champion `{champion.name}` {verb} the threshold baseline: Dice "
+        f"{champion.dice:.3f} vs {champion.baseline_dice:.3f} (paired difference "
+        f"{diff.fmt()})."
+    )
+
+
 def _markdown(
     summary: dict[str, dict[str, CI]],
-    calibration: dict[str, float],
     members: list[Member],
     ensembles: list[EnsembleComparison],
     models: list[_Model],
+    champion: Champion,
+    values: Any,
 ) -> str:
     lines = [
-        "## Models and ensembles (mean [95% bootstrap CI] over volumes)",
+        "## Models and ensembles (mean [95% CI] over volumes, n volumes)",
         "",
-        "| model | kind | Dice | clDice | HD95 | surface Dice | ECE |",
+        _verdict(champion, summary, values),
+        "",
+        "| model | kind | Dice | clDice | HD95 | surface Dice | ECE (foreground-relevant) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, cis in summary.items():
         lines.append(
             f"| {name} | {_kind_of(name, models).value} | {cis['dice'].fmt()} | "
             f"{cis['cldice'].fmt()} | {cis['hd95'].fmt(2)} | {cis['surface_dice'].fmt()} | "
-            f"{calibration[name]:.4f} |"
+            f"{cis['ece'].fmt(4)} |"
         )
+    lines += [
+        "",
+        "CIs: Student t below 20 volumes, BCa bootstrap from 20. Empty masks: Dice/clDice/"
+        "surface Dice 1 when label and prediction are both empty, 0 when one is; HD95 0 and the "
+        "volume diagonal. ECE: per volume, on label ∪ prediction dilated by 2 voxels.",
+    ]
     folds = sorted({m.fold for m in members})
     losses = sorted({m.loss for m in members})
     lines += [

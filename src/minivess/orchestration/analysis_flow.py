@@ -32,6 +32,7 @@ class AnalysisFlowResult:
     champion_metrics: dict[str, float]
     table_markdown: str
     registered_uri: str
+    baseline_verdict: str = ""
 
 
 @task
@@ -75,8 +76,9 @@ def data_dir_of(settings: Settings, run: Any) -> str:
     return DatasetProfile.model_validate_json(text).data_dir
 
 
-#: Volumes in the synthetic held-out set and the seed offset that keeps it apart from training.
-HELD_OUT_VOLUMES = 3
+#: Volumes in the synthetic held-out set (10: enough for a t-interval of useful width; 3 gave
+#: intervals that were mostly noise) and the seed offset that keeps it apart from training.
+HELD_OUT_VOLUMES = 10
 HELD_OUT_SEED_OFFSET = 1000
 
 
@@ -104,11 +106,14 @@ def evaluation_data(exp: ExperimentConfig, settings: Settings, train_data_dir: s
 
 
 @task
-def evaluate_members(data_dir: str, members: dict[str, str], out_dir: Path) -> EvaluationReport:
-    """Per-volume metrics, CIs, ensembles, calibration and figures for the members."""
+def evaluate_members(
+    data_dir: str, members: dict[str, str], out_dir: Path, train_data_dir: str
+) -> EvaluationReport:
+    """Per-volume metrics, CIs, ensembles, calibration, figures, and the threshold baseline
+    learned on the members' training volumes."""
     from minivess.evaluation import evaluate
 
-    return evaluate(Path(data_dir), list(members.values()), out_dir)
+    return evaluate(Path(data_dir), list(members.values()), out_dir, Path(train_data_dir))
 
 
 def deployable(report: Any) -> tuple[str, str, dict[str, float]]:
@@ -130,6 +135,27 @@ def deployable(report: Any) -> tuple[str, str, dict[str, float]]:
         ckpt = singles[name]
     metrics = {k: ci.mean for k, ci in report.summary[name].items() if ci.n > 0}
     return name, ckpt, metrics
+
+
+def below_baseline(report: Any, metrics: dict[str, float]) -> str | None:
+    """Why the model to register does not beat the threshold baseline, or None if it does (or
+    there is no baseline row)."""
+    base = report.champion.baseline_dice
+    dice = metrics.get("dice", float("nan"))
+    if base is None or dice > base:
+        return None
+    return f"held-out Dice {dice:.4f} does not beat the threshold baseline's {base:.4f}"
+
+
+def baseline_verdict(name: str, report: Any, metrics: dict[str, float]) -> str:
+    """The summary line: does the registered model beat the threshold baseline?"""
+    base = report.champion.baseline_dice
+    if base is None:
+        return "no baseline row (training data not given)"
+    warning = below_baseline(report, metrics)
+    if warning:
+        return f"WARNING: {name}: {warning} (registered with tag {Tag.BELOW_BASELINE.value})"
+    return f"{name} beats the threshold baseline: held-out Dice {metrics['dice']:.4f} vs {base:.4f}"
 
 
 @task
@@ -156,15 +182,19 @@ def log_and_register(
         mlflow.log_artifacts(str(report.out_dir), Artifact.COMPARISON.value)
         name, ckpt, metrics = deployable(report)
         mlflow.log_metrics({f"champion_{k}": v for k, v in metrics.items()})
-        mlflow.set_tags({"champion": name, "best_overall": report.champion.name})
+        version_tags = {"champion": name, "best_overall": report.champion.name}
+        warning = below_baseline(report, metrics)
+        if warning:
+            log.warning("registering %s with a warning: %s", name, warning)
+            version_tags[Tag.BELOW_BASELINE.value] = warning
+        mlflow.set_tags(version_tags)
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / BEST
             local.write_bytes(read_bytes(ckpt))
             mlflow.log_artifact(str(local), CHAMPION_DIR)
         run_id = run.info.run_id
     version = mfa.register_model(
-        client, run_id, CHAMPION_DIR, expected_files=[BEST], metrics=metrics,
-        tags={"champion": name, "best_overall": report.champion.name},
+        client, run_id, CHAMPION_DIR, expected_files=[BEST], metrics=metrics, tags=version_tags,
     )  # fmt: skip
     return run_id, version.uri
 
@@ -180,8 +210,9 @@ def analysis_flow(
     exp = load_experiment(experiment)
     runs = find_train_runs(settings, train_run_ids)
     members = fetch_members(runs, settings.analysis_dir / "members")
-    test_dir = evaluation_data(exp, settings, data_dir_of(settings, runs[0]))
-    report = evaluate_members(test_dir, members, settings.analysis_dir)
+    train_data_dir = data_dir_of(settings, runs[0])
+    test_dir = evaluation_data(exp, settings, train_data_dir)
+    report = evaluate_members(test_dir, members, settings.analysis_dir, train_data_dir)
     common.markdown_artifact("minivess-comparison", report.table_markdown,
                              "Loss x fold comparison with bootstrap 95% CIs")  # fmt: skip
     common.table_artifact("minivess-comparison-table", report.table, "Per-model metrics")
@@ -190,4 +221,5 @@ def analysis_flow(
     return AnalysisFlowResult(
         run_id=run_id, champion=name, champion_metrics=metrics,
         table_markdown=report.table_md, registered_uri=uri,
+        baseline_verdict=baseline_verdict(name, report, metrics),
     )  # fmt: skip

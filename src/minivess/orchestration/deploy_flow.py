@@ -40,6 +40,26 @@ def fetch_champion(settings: Settings) -> tuple[Any, Path]:
     return version, next(local.rglob("*.pt"))
 
 
+def check_deployable(version: Any, force: bool) -> None:
+    """Refuse a version registered below the threshold baseline, unless ``force``.
+
+    Raises:
+        DeployRefused: the version carries :attr:`Tag.BELOW_BASELINE` and ``force`` is false.
+    """
+    from minivess.errors import DeployRefused
+
+    warning = version.tags.get(Tag.BELOW_BASELINE.value)
+    if not warning:
+        return
+    if force:
+        print(f"deploying {version.uri} although {warning} (deploy.force: true)")
+        return
+    raise DeployRefused(
+        f"{version.uri}: {warning}; not deploying it. Train longer (training.epochs), or set "
+        f"deploy.force: true in the experiment YAML to deploy it anyway."
+    )
+
+
 @task
 def smoke_volume(settings: Settings) -> Path | None:
     """A real volume for the parity check and the HTTP smoke test (first image of the data)."""
@@ -98,6 +118,7 @@ def deploy_flow(workspace: str | None = None, experiment: str | None = None) -> 
     settings = common.settings_for(workspace)
     exp = load_experiment(experiment)
     version, checkpoint = fetch_champion(settings)
+    check_deployable(version, exp.deploy.force)
     result = export_and_smoke_test(
         checkpoint, settings.deploy_dir / "build", exp.deploy.backend, smoke_volume(settings)
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 from prefect import flow
 
+from minivess.errors import DeployRefused
 from minivess.experiment import load_experiment
 from minivess.orchestration import common
 from minivess.orchestration.analysis_flow import AnalysisFlowResult, analysis_flow
@@ -23,6 +24,7 @@ class ChainResult:
     train: TrainFlowResult
     analysis: AnalysisFlowResult
     deploy: DeployFlowResult | None
+    deploy_refused: str | None = None
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,13 @@ def training_chain(workspace: str | None, experiment: str | None, data_run_id: s
     analysis = analysis_flow(
         workspace=workspace, experiment=experiment, train_run_ids=[m.run_id for m in train.members]
     )
-    deploy = deploy_flow(workspace=workspace, experiment=experiment) if exp.deploy.enabled else None
-    return ChainResult(train=train, analysis=analysis, deploy=deploy)
+    deploy, refused = None, None
+    if exp.deploy.enabled:
+        try:
+            deploy = deploy_flow(workspace=workspace, experiment=experiment)
+        except DeployRefused as exc:  # the model is registered (with its warning), not served
+            refused = str(exc)
+    return ChainResult(train=train, analysis=analysis, deploy=deploy, deploy_refused=refused)
 
 
 @flow(name="minivess-experiment", log_prints=True)
@@ -98,7 +105,10 @@ def print_summary(result: ExperimentResult) -> None:
         ("QC report", result.data.report_html),
         ("Comparison table", analysis.table_markdown),
         ("Registered model", f"{analysis.registered_uri} ({analysis.champion})"),
+        ("Baseline", analysis.baseline_verdict),
     ]
+    if result.chain.deploy_refused:
+        rows.append(("Not deployed", result.chain.deploy_refused))
     if deploy is not None:
         rows.append(("Deployed", f"exported, parity Dice {deploy.parity_dice:.4f}, "
                                   f"smoke-tested over HTTP at {deploy.endpoint}"))  # fmt: skip

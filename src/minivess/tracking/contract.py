@@ -32,6 +32,9 @@ class Tag(StrEnum):
     LOSS = "minivess.loss"
     FOLD = "minivess.fold"
     STATUS = "minivess.status"
+    #: On a model version whose Dice does not beat the threshold baseline; its value says by
+    #: how much. The deploy flow refuses such a version unless ``deploy.force`` is set.
+    BELOW_BASELINE = "minivess.warning.below_baseline"
 
 
 #: Experiment name per flow.

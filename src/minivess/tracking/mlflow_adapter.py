@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +160,7 @@ class RegisteredVersion:
     version: str
     source: str
     run_id: str
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def uri(self) -> str:
@@ -199,7 +200,9 @@ def register_model(
         version_tags[f"metric.{key}"] = f"{value:.6g}"
     source = f"runs:/{run_id}/{artifact_path}"
     mv = client.create_model_version(name, source=source, run_id=run_id, tags=version_tags)
-    return RegisteredVersion(name=name, version=str(mv.version), source=source, run_id=run_id)
+    return RegisteredVersion(
+        name=name, version=str(mv.version), source=source, run_id=run_id, tags=version_tags
+    )
 
 
 def latest_version(client: Any, name: str = REGISTERED_MODEL) -> RegisteredVersion:
@@ -219,7 +222,9 @@ def latest_version(client: Any, name: str = REGISTERED_MODEL) -> RegisteredVersi
             f"run the analysis flow first (`minivess flows run analysis`)."
         )
     v = max(versions, key=lambda mv: int(mv.version))
-    return RegisteredVersion(name=name, version=str(v.version), source=v.source, run_id=v.run_id)
+    return RegisteredVersion(
+        name=name, version=str(v.version), source=v.source, run_id=v.run_id, tags=dict(v.tags)
+    )
 
 
 def download_version(client: Any, version: RegisteredVersion, dst: Path) -> Path:

@@ -77,3 +77,24 @@ def test_ensemble_of_a_member_with_itself_equals_the_member(
     assert report.summary["soup"]["dice"].mean == pytest.approx(member, abs=1e-6)
     for e in report.ensembles:
         assert e.difference.mean == pytest.approx(0.0, abs=1e-6)
+
+
+def test_baseline_row_and_verdict(tiny_data: Path, members: list[str], tmp_path: Path) -> None:
+    """With the training data the table carries the learned-threshold row, never the champion;
+    every mean shows its n, and ECE is per volume."""
+    from minivess.evaluation import Kind, evaluate
+    from minivess.evaluation.baseline import BASELINE_NAME
+
+    report = evaluate(tiny_data, members, tmp_path / "base", train_data_dir=tiny_data)
+    assert report.baseline is not None
+    assert set(report.baseline.train_volumes) <= {p.name.split(".")[0] for p in tiny_data.glob(
+        "raw/*")} | set(report.volumes)  # fmt: skip
+    row = next(r for r in report.table if r["name"] == BASELINE_NAME)
+    assert row["kind"] == Kind.BASELINE.value
+    assert row["dice_n"] == len(report.volumes) == 6
+    assert report.champion.name != BASELINE_NAME
+    assert report.champion.baseline_dice == pytest.approx(row["dice_mean"])
+    assert report.champion.beats_baseline == (report.champion.dice > row["dice_mean"])
+    md = report.table_markdown
+    assert BASELINE_NAME in md and "threshold baseline" in md and "n=6" in md
+    assert all(r["ece_n"] <= 6 for r in report.table)
