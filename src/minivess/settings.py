@@ -6,18 +6,28 @@ environment deep inside. Constructors do no I/O: directories are created by :met
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 from pydantic import Field
 
 from minivess.config import StrictModel, config_dir, deep_merge, parse_model, read_yaml
+from minivess.tracking.contract import SKYPILOT_TASK_ID_ENV
 
 #: Environment variables read by :func:`load_settings` (the only place that reads them).
 ENV_S3_ENDPOINT = "MINIVESS_S3_ENDPOINT_URL"
 ENV_S3_BUCKET = "MINIVESS_S3_BUCKET"
 ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
 ENV_WORKSPACE = "MINIVESS_WORKSPACE"
+ENV_CACHE_DIR = "MINIVESS_CACHE_DIR"
+#: SkyPilot's task id: stable across the recoveries of one managed job (named in the contract).
+ENV_TASK_ID = SKYPILOT_TASK_ID_ENV
+#: torchrun's variables (absent: one process).
+ENV_RANK, ENV_WORLD_SIZE, ENV_LOCAL_RANK = "RANK", "WORLD_SIZE", "LOCAL_RANK"
 #: Default workspace directory name, relative to the current directory.
 DEFAULT_WORKSPACE = "workspace"
 
@@ -56,11 +66,110 @@ class StorageSettings(StrictModel):
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
 
 
+@dataclass(frozen=True)
+class DistEnv:
+    """Where this process sits in a torchrun job (``rank`` of ``world_size``)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def process_environ() -> dict[str, str]:
+    """A copy of this process's environment, for the readers below and for child processes.
+
+    This module is the one place that reads ``os.environ``; child processes get an explicit
+    ``env=`` built from this copy, so nothing in minivess writes the environment.
+    """
+    return dict(os.environ)
+
+
+def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if environ is None else environ
+
+
+def cache_root(environ: Mapping[str, str] | None = None) -> Path:
+    """The one cache-root rule: ``$MINIVESS_CACHE_DIR``, else ``$XDG_CACHE_HOME/minivess``,
+    else ``~/.cache/minivess``. Profile, calibration and SkyPilot-offline caches live below."""
+    env = _env(environ)
+    if env.get(ENV_CACHE_DIR):
+        return Path(env[ENV_CACHE_DIR]).expanduser()
+    xdg = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg).expanduser() / "minivess"
+
+
+def dist_env(environ: Mapping[str, str] | None = None) -> DistEnv:
+    """torchrun's rank, world size and local rank (defaults: a single process)."""
+    env = _env(environ)
+    return DistEnv(
+        rank=int(env.get(ENV_RANK, "0")),
+        world_size=int(env.get(ENV_WORLD_SIZE, "1")),
+        local_rank=int(env.get(ENV_LOCAL_RANK, "0")),
+    )
+
+
+def task_id(environ: Mapping[str, str] | None = None) -> str | None:
+    """SkyPilot's task id on a managed job, else None."""
+    return _env(environ).get(ENV_TASK_ID) or None
+
+
+def torch_threads(environ: Mapping[str, str] | None = None, default: int = 2) -> int:
+    """``$OMP_NUM_THREADS`` (intra-op threads for measurements), else ``default``."""
+    return int(_env(environ).get("OMP_NUM_THREADS", str(default)))
+
+
+def checkpoint_key(plan_hash: str, task: str | None) -> str:
+    """The folder that keys a run's checkpoints: the task id on a managed job, else the plan.
+
+    A recovered spot job keeps its SkyPilot task id, so it finds its checkpoints again; anywhere
+    else, rerunning an unchanged plan resumes instead of retraining. The train flow and the
+    rendered SkyPilot task (which passes the literal ``${SKYPILOT_TASK_ID}``) both use this.
+    """
+    return task or plan_hash
+
+
+def checkpoint_dir(root: str, experiment: str, key: str) -> str:
+    """``<root>/<experiment>/<key>``: the checkpoint folder of one experiment's grid."""
+    return f"{str(root).rstrip('/')}/{experiment}/{key}"
+
+
+@contextlib.contextmanager
+def scoped_environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Set ``values`` for the block only, then restore the whole environment exactly.
+
+    For libraries that read their configuration from the environment and take no argument for
+    it (MLflow's S3 artifact repository reads ``MLFLOW_S3_ENDPOINT_URL``; ``mlflow``'s global
+    tracking URI exports ``MLFLOW_TRACKING_URI``). Whatever the library wrote is undone too.
+    """
+    with mock.patch.dict(os.environ, dict(values)):
+        yield
+
+
 class Settings(StrictModel):
-    """Where one minivess workspace keeps its files and which stores it talks to."""
+    """Where one minivess workspace keeps its files and which stores it talks to.
+
+    Also the process facts read once at the boundary: the cache root, the SkyPilot task id and
+    the torchrun rank.
+    """
 
     workspace: Path
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    cache_dir: Path | None = None
+    task_id: str | None = None
+    rank: int = 0
+
+    @property
+    def cache_root(self) -> Path:
+        """The cache root (see :func:`cache_root`)."""
+        return self.cache_dir if self.cache_dir is not None else cache_root()
+
+    def checkpoint_key(self, plan_hash: str) -> str:
+        """See :func:`checkpoint_key`."""
+        return checkpoint_key(plan_hash, self.task_id)
 
     @property
     def data_dir(self) -> Path:
@@ -100,8 +209,16 @@ class Settings(StrictModel):
         """Artifact root for new experiments: S3 when configured, else the workspace."""
         if self.storage.s3.enabled:
             return self.storage.s3.uri(self.storage.s3.mlflow_prefix)
-        if self.storage.mlflow.tracking_uri:
-            return None  # the server decides (proxied or its own default root)
+        uri = self.storage.mlflow.tracking_uri
+        if uri and uri.startswith(("http://", "https://", "databricks")):
+            return None  # the server decides (proxied or its own --default-artifact-root)
+        if uri and uri.startswith("sqlite:///"):
+            # As ``mlflow server --backend-store-uri sqlite:///x.db`` would, but next to the
+            # database instead of ``<cwd>/mlruns``: artifacts never land in the current folder.
+            db = Path(uri[len("sqlite:///") :])
+            return (db.parent / "mlartifacts").resolve().as_uri()
+        if uri:
+            return None  # a file store keeps artifacts in its own folder
         return (self.workspace / "mlartifacts").resolve().as_uri()
 
     @property
@@ -130,7 +247,7 @@ def load_settings(
         storage_file: alternative storage YAML.
         environ: environment mapping (default ``os.environ``); tests pass their own.
     """
-    env = dict(os.environ if environ is None else environ)
+    env = process_environ() if environ is None else dict(environ)
     path = storage_file or config_dir() / "storage.yaml"
     raw = read_yaml(path) if path.is_file() else {}
     from_env: dict = {"s3": {}, "mlflow": {}}
@@ -144,4 +261,10 @@ def load_settings(
     parse_model(StorageSettings, raw, str(path))  # the file alone, errors name it
     storage = parse_model(StorageSettings, deep_merge(raw, from_env), f"{path} + environment")
     ws = workspace or Path(env.get(ENV_WORKSPACE, DEFAULT_WORKSPACE))
-    return Settings(workspace=Path(ws).absolute(), storage=storage)
+    return Settings(
+        workspace=Path(ws).absolute(),
+        storage=storage,
+        cache_dir=cache_root(env),
+        task_id=task_id(env),
+        rank=dist_env(env).rank,
+    )

@@ -55,3 +55,9 @@ def test_experiment_runs_the_whole_chain_from_any_directory(tmp_path: Path) -> N
     assert version.tags[Tag.STATUS.value] == "deployed"
     assert version.tags["endpoint"].startswith("http://127.0.0.1:")
     assert (ws / "sky" / "serve.yaml").is_file()
+    # Every flow's artifacts went where the settings say: nothing but the workspace in the cwd
+    # (no <cwd>/mlruns), and MLflow's artifact roots are inside the workspace.
+    assert sorted(p.name for p in cwd.iterdir()) == ["workspace"]
+    for flow in Flow:
+        root = client.get_experiment_by_name(EXPERIMENTS[flow]).artifact_location
+        assert root.startswith((ws / "mlartifacts").as_uri()), root

@@ -32,13 +32,7 @@ for _module in (data, planning, training, launch, serving, flows):
 
 def main() -> None:
     """Console-script entry point: run the app, print project errors on one line."""
-    import os
-
     from rich.logging import RichHandler
-
-    # The temporary Prefect server would try to send usage telemetry: offline, that is an error
-    # line in every run. A team server keeps its own setting.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
     logging.basicConfig(
         level=logging.INFO, format="%(message)s", handlers=[RichHandler(show_path=False)]

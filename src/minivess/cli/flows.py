@@ -45,9 +45,11 @@ def experiment(config: ConfigOpt = None, workspace: Workspace = None) -> None:
     load_experiment(config)  # a bad config fails here, before Prefect starts
     ws = str(load_settings(workspace).workspace)
     typer.echo(f"workspace: {ws}")
+    from minivess.orchestration.common import prefect_defaults
     from minivess.orchestration.experiment_flow import experiment_flow, print_summary
 
-    print_summary(experiment_flow(experiment=config, workspace=ws))
+    with prefect_defaults():
+        print_summary(experiment_flow(experiment=config, workspace=ws))
 
 
 def run_flow(
@@ -57,10 +59,12 @@ def run_flow(
     data_dir: Annotated[Path | None, typer.Option(help="Dataset (data/poll flows).")] = None,
 ) -> None:
     """Run one persona flow alone; it finds its upstream through MLflow."""
+    from minivess.orchestration.common import prefect_defaults
     from minivess.orchestration.experiment_flow import run_single_flow
 
-    result = run_single_flow(name.value, experiment=config, workspace=workspace,
-                             data_dir=str(data_dir) if data_dir else None)  # fmt: skip
+    with prefect_defaults():
+        result = run_single_flow(name.value, experiment=config, workspace=workspace,
+                                 data_dir=str(data_dir) if data_dir else None)  # fmt: skip
     typer.echo(result)
 
 

@@ -48,12 +48,12 @@ from minivess.data.validation import (
     read_label,
 )
 from minivess.errors import DataError
+from minivess.settings import cache_root
 
 log = logging.getLogger(__name__)
 
 #: Bump when the statistics change meaning; old cache entries are then ignored.
 PROFILER_VERSION = "1"
-CACHE_ENV = "MINIVESS_CACHE_DIR"
 #: A volume whose spacing along an axis is this many times above or below the dataset's
 #: median spacing along that axis is named as a spacing outlier.
 SPACING_OUTLIER_FACTOR = 3.0
@@ -75,12 +75,8 @@ def _xyz(values: Iterable[_N]) -> tuple[_N, _N, _N]:
 
 
 def default_cache_dir() -> Path:
-    """``$MINIVESS_CACHE_DIR/profile`` or ``$XDG_CACHE_HOME/minivess/profile`` (``~/.cache``)."""
-    root = os.environ.get(CACHE_ENV)
-    if root:
-        return Path(root) / "profile"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "minivess" / "profile"
+    """``<cache root>/profile`` (:func:`minivess.settings.cache_root`, the one rule)."""
+    return cache_root() / "profile"
 
 
 # --------------------------------------------------------------------------- statistics

@@ -619,3 +619,25 @@ def _markdown(
                 f"{e.difference.fmt()} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def deployable(report: EvaluationReport) -> tuple[str, str, dict[str, float]]:
+    """The champion if it is one checkpoint, else the best single-checkpoint model.
+
+    An ensemble of several checkpoints can win the comparison but cannot be served as one
+    network; the registry then gets the best member or soup, and the run records both names.
+
+    Returns:
+        ``(name, checkpoint URI, {metric: mean})`` of the model to register.
+    """
+    champ = report.champion
+    if champ.checkpoint:
+        name, ckpt = champ.name, champ.checkpoint
+    else:
+        singles = {m.name: m.uri for m in report.members}
+        if report.soup_checkpoint:
+            singles[Kind.SOUP.value] = report.soup_checkpoint
+        name = max(singles, key=lambda n: report.summary[n]["dice"].mean)
+        ckpt = singles[name]
+    metrics = {k: ci.mean for k, ci in report.summary[name].items() if ci.n > 0}
+    return name, ckpt, metrics

@@ -25,6 +25,7 @@ from minivess.launch.skycheck import CheckItem, SkyValidator, raise_for
 from minivess.launch.ssh import DEFAULT_POOLS_FILE, write_pool_entry
 from minivess.launch.targets import Job, Kind, TargetConfig, load_target, target_path
 from minivess.planning.plan import Decision, TrainingPlan
+from minivess.settings import cache_root, process_environ
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,11 @@ log = logging.getLogger(__name__)
 REPO_DIR = Path(__file__).resolve().parents[3]
 #: Default folder for rendered tasks (git-ignored).
 DEFAULT_OUT = REPO_DIR / "sky" / "rendered"
-#: Isolated SkyPilot home for offline validation (never the user's ~/.sky).
-DEFAULT_RUNTIME_DIR = Path("~/.cache/minivess/sky-offline")
+
+
+def default_runtime_dir() -> Path:
+    """Isolated SkyPilot home for offline validation (never the user's ~/.sky), in the cache."""
+    return cache_root() / "sky-offline"
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,7 @@ class LaunchOptions:
     config: str | None = None
     dry_run: bool = True
     out_dir: Path = DEFAULT_OUT
-    runtime_dir: Path = DEFAULT_RUNTIME_DIR
+    runtime_dir: Path = field(default_factory=default_runtime_dir)
     pools_file: Path = DEFAULT_POOLS_FILE
     repo_dir: Path = REPO_DIR
     workspace: Path | None = None
@@ -260,7 +264,7 @@ def prepare(opts: LaunchOptions, environ: Mapping[str, str] | None = None) -> Pr
     from minivess.experiment import load_experiment
     from minivess.settings import load_settings
 
-    env = os.environ if environ is None else environ
+    env = process_environ() if environ is None else environ
     origin = str(target_path(opts.target))
     target = load_target(opts.target)
     exp = load_experiment(opts.config)
@@ -287,7 +291,7 @@ def prepare(opts: LaunchOptions, environ: Mapping[str, str] | None = None) -> Pr
 
 def execute(prepared: Prepared, environ: Mapping[str, str] | None = None) -> int:
     """Run the prepared task: locally for ``local``, else through SkyPilot's SDK."""
-    env = dict(os.environ if environ is None else environ)
+    env = process_environ() if environ is None else dict(environ)
     cfg = prepared.config
     if prepared.target.kind is Kind.LOCAL:
         env.update({k: str(v) for k, v in (cfg.get("envs") or {}).items()})
@@ -323,7 +327,7 @@ def render_for_plan(
     *,
     out_dir: Path = DEFAULT_OUT,
     model_uri: str | None = None,
-    runtime_dir: Path = DEFAULT_RUNTIME_DIR,
+    runtime_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Prepared:
     """Render, validate and write a target for an existing plan (no planning, no data).
@@ -335,11 +339,13 @@ def render_for_plan(
     Raises:
         ConfigError / PlanError / SkyValidationError with a one-line reason.
     """
-    env = os.environ if environ is None else environ
+    env = process_environ() if environ is None else environ
     cfg = load_target(target)
     if model_uri is not None and cfg.service is not None:
         service = cfg.service.model_copy(update={"model_uri": model_uri})
         cfg = cfg.model_copy(update={"service": service})
-    opts = LaunchOptions(target=target, out_dir=out_dir, runtime_dir=runtime_dir)
+    opts = LaunchOptions(
+        target=target, out_dir=out_dir, runtime_dir=runtime_dir or default_runtime_dir()
+    )
     ctx = RenderContext(model=plan.model, workdir=opts.repo_dir)
     return render_and_write(plan, cfg, ctx, opts, str(target_path(target)), env)

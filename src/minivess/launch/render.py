@@ -18,6 +18,7 @@ from minivess.errors import ConfigError, PlanError
 from minivess.keys import Source
 from minivess.launch.targets import Job, Kind, TargetConfig
 from minivess.planning.plan import Decision, TrainingPlan
+from minivess.settings import checkpoint_dir, checkpoint_key
 from minivess.tracking.contract import REGISTERED_MODEL, SKYPILOT_TASK_ID_ENV
 
 #: SkyPilot sets this on managed jobs; it stays the same across spot recoveries.
@@ -217,12 +218,12 @@ def _checkpoint_dir(
         root = f"{target.workspace}/checkpoints"
         where = "no bucket configured: the node's disk"
     if target.kind is Kind.SPOT:
-        key = f"${{{TASK_ID_VAR}}}"
+        task = f"${{{TASK_ID_VAR}}}"
         why = f"${TASK_ID_VAR} is stable across recoveries, so a recovered job resumes"
     else:
-        key = plan.plan_hash
+        task = None
         why = "one folder per plan, so rerunning the same plan resumes"
-    path = f"{root}/{ctx.experiment}/{key}"
+    path = checkpoint_dir(root, ctx.experiment, checkpoint_key(plan.plan_hash, task))
     _decide(decisions, "checkpoint_dir", path, f"{where}; {why}")
     return path
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minivess.errors import ConfigError
+from minivess.settings import process_environ
 
 #: Hints appended to SkyPilot's verbatim message, matched on its text (first match wins).
 HINTS: tuple[tuple[str, str], ...] = (
@@ -102,7 +103,7 @@ def _write_offline_state(runtime: Path, items: list[CheckItem]) -> None:
     _write_atomic(catalog / "accelerators.csv", "\n".join(rows) + "\n")
     wanted = {i.pool for i in items if i.pool}
     if wanted:
-        home = Path(os.environ["HOME"])
+        home = Path(process_environ()["HOME"])
         known = home / ".sky" / "ssh_node_pools.yaml"
         if known.is_file():  # keep pools other validations (maybe running now) rely on
             wanted |= {
@@ -159,7 +160,7 @@ class SkyValidator:
         runtime_dir = Path(runtime_dir).expanduser().absolute()
         home = runtime_dir / "home"
         home.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SKYPILOT_")}
+        env = {k: v for k, v in process_environ().items() if not k.startswith("SKYPILOT_")}
         env.update(
             KUBECONFIG=str(home / ".kube" / "config"),
             HOME=str(home),
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         CheckItem(**{**d, "accelerators": tuple(d["accelerators"]), "clouds": tuple(d["clouds"])})
         for d in json.loads(raw)
     ]
-    _write_offline_state(Path(os.environ["SKY_RUNTIME_DIR"]), items)
+    _write_offline_state(Path(process_environ()["SKY_RUNTIME_DIR"]), items)
     for item in items:
         result = check_in_process(Path(item.path), item.serve)
         print(json.dumps(result.__dict__), flush=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,17 +48,18 @@ def find_train_runs(settings: Settings, train_run_ids: list[str] | None) -> list
 
 
 @task
-def fetch_members(runs: list[Any], dst: Path) -> dict[str, str]:
+def fetch_members(settings: Settings, runs: list[Any], dst: Path) -> dict[str, str]:
     """Download each member's best checkpoint; returns member name -> local path."""
-    import mlflow
+    from minivess.tracking import mlflow_adapter as mfa
+    from minivess.training.config import cell_name
 
+    client = mfa.connect(settings)
     members = {}
     for run in runs:
-        name = f"{run.data.tags[Tag.LOSS.value]}-fold{run.data.tags[Tag.FOLD.value]}"
-        path = mlflow.artifacts.download_artifacts(
-            run_id=run.info.run_id, artifact_path=Artifact.CHECKPOINTS.value,
-            dst_path=str(dst / name),
-        )  # fmt: skip
+        name = cell_name(run.data.tags[Tag.LOSS.value], int(run.data.tags[Tag.FOLD.value]))
+        path = mfa.download_run_artifacts(
+            client, run.info.run_id, Artifact.CHECKPOINTS.value, dst / name
+        )
         members[name] = str(next(Path(path).glob("*.pt")))
     return members
 
@@ -67,42 +67,20 @@ def fetch_members(runs: list[Any], dst: Path) -> dict[str, str]:
 @task
 def data_dir_of(settings: Settings, run: Any) -> str:
     """The dataset of a train run, read from its upstream data run's profile."""
-    import mlflow
-
     from minivess.data.schema import DatasetProfile
+    from minivess.tracking import mlflow_adapter as mfa
 
     upstream = run.data.tags[Tag.UPSTREAM_RUN_ID.value]
-    text = mlflow.artifacts.load_text(f"runs:/{upstream}/{Artifact.PROFILE_JSON}")
+    text = mfa.load_text(mfa.connect(settings), upstream, Artifact.PROFILE_JSON.value)
     return DatasetProfile.model_validate_json(text).data_dir
-
-
-#: Volumes in the synthetic held-out set (10: enough for a t-interval of useful width; 3 gave
-#: intervals that were mostly noise) and the seed offset that keeps it apart from training.
-HELD_OUT_VOLUMES = 10
-HELD_OUT_SEED_OFFSET = 1000
 
 
 @task
 def evaluation_data(exp: ExperimentConfig, settings: Settings, train_data_dir: str) -> str:
-    """Where the members are scored: a held-out set, never silently the training data.
+    """Where the members are scored (:func:`minivess.evaluation.heldout.evaluation_data_dir`)."""
+    from minivess.evaluation.heldout import evaluation_data_dir
 
-    ``data.test_dir`` when given; for the synthetic default, a synthetic held-out set drawn with
-    another seed; otherwise the training data itself, with a warning that scores are optimistic.
-    """
-    from minivess.data.synth import synthesize
-
-    if exp.data.test_dir:
-        return str(exp.data.test_dir)
-    synthetic = Path(train_data_dir).resolve() == settings.data_dir.resolve()
-    if exp.data.dir is None and synthetic:
-        test_dir = settings.workspace / "data-test"
-        if not any(test_dir.glob("raw/*.nii*")):
-            synthesize(test_dir, scale=exp.data.synth_scale, n_volumes=HELD_OUT_VOLUMES,
-                       seed=exp.data.seed + HELD_OUT_SEED_OFFSET, progress=False)  # fmt: skip
-        return str(test_dir)
-    log.warning("analysis: no data.test_dir in experiment '%s'; scoring on the training data "
-                "%s, so the figures are optimistic", exp.name, train_data_dir)  # fmt: skip
-    return train_data_dir
+    return str(evaluation_data_dir(exp, settings, Path(train_data_dir)))
 
 
 @task
@@ -114,27 +92,6 @@ def evaluate_members(
     from minivess.evaluation import evaluate
 
     return evaluate(Path(data_dir), list(members.values()), out_dir, Path(train_data_dir))
-
-
-def deployable(report: Any) -> tuple[str, str, dict[str, float]]:
-    """The champion if it is one checkpoint, else the best single-checkpoint model.
-
-    An ensemble of several checkpoints can win the comparison but cannot be served as one
-    network; the registry then gets the best member or soup, and the run records both names.
-    """
-    from minivess.evaluation import Kind
-
-    champ = report.champion
-    if champ.checkpoint:
-        name, ckpt = champ.name, champ.checkpoint
-    else:
-        singles = {m.name: m.uri for m in report.members}
-        if report.soup_checkpoint:
-            singles[Kind.SOUP.value] = report.soup_checkpoint
-        name = max(singles, key=lambda n: report.summary[n]["dice"].mean)
-        ckpt = singles[name]
-    metrics = {k: ci.mean for k, ci in report.summary[name].items() if ci.n > 0}
-    return name, ckpt, metrics
 
 
 def below_baseline(report: Any, metrics: dict[str, float]) -> str | None:
@@ -163,8 +120,7 @@ def log_and_register(
     report: Any, runs: list[Any], test_dir: str, settings: Settings
 ) -> tuple[str, str]:
     """Log the analysis run, then register the champion once its files are stored."""
-    import mlflow
-
+    from minivess.evaluation.report import deployable
     from minivess.tracking import mlflow_adapter as mfa
     from minivess.training.checkpoint import BEST, read_bytes
 
@@ -177,21 +133,19 @@ def log_and_register(
         Tag.TARGET: best.data.tags.get(Tag.TARGET.value, "local"),
     }
     with mfa.flow_run(client, settings, Flow.ANALYSIS, tags=tags, run_name="analysis") as run:
-        mlflow.log_dict({"train_runs": [r.info.run_id for r in runs]}, "analysis/members.json")
-        mlflow.log_param("evaluation_data", test_dir)
-        mlflow.log_artifacts(str(report.out_dir), Artifact.COMPARISON.value)
+        mfa.log_dict({"train_runs": [r.info.run_id for r in runs]}, "analysis/members.json")
+        mfa.log_params({"evaluation_data": test_dir})
+        mfa.log_dir(report.out_dir, Artifact.COMPARISON.value)
         name, ckpt, metrics = deployable(report)
-        mlflow.log_metrics({f"champion_{k}": v for k, v in metrics.items()})
+        mfa.log_metrics({f"champion_{k}": v for k, v in metrics.items()})
         version_tags = {"champion": name, "best_overall": report.champion.name}
         warning = below_baseline(report, metrics)
         if warning:
             log.warning("registering %s with a warning: %s", name, warning)
             version_tags[Tag.BELOW_BASELINE.value] = warning
-        mlflow.set_tags(version_tags)
-        with tempfile.TemporaryDirectory() as tmp:
-            local = Path(tmp) / BEST
-            local.write_bytes(read_bytes(ckpt))
-            mlflow.log_artifact(str(local), CHAMPION_DIR)
+        mfa.set_tags(version_tags)
+        data = read_bytes(ckpt, settings.storage.s3.endpoint_url)
+        mfa.log_bytes(data, BEST, CHAMPION_DIR)
         run_id = run.info.run_id
     version = mfa.register_model(
         client, run_id, CHAMPION_DIR, expected_files=[BEST], metrics=metrics, tags=version_tags,
@@ -206,10 +160,12 @@ def analysis_flow(
     train_run_ids: list[str] | None = None,
 ) -> AnalysisFlowResult:
     """Evaluate and ensemble the trained members; register the champion in the registry."""
+    from minivess.evaluation.report import deployable
+
     settings = common.settings_for(workspace)
     exp = load_experiment(experiment)
     runs = find_train_runs(settings, train_run_ids)
-    members = fetch_members(runs, settings.analysis_dir / "members")
+    members = fetch_members(settings, runs, settings.analysis_dir / "members")
     train_data_dir = data_dir_of(settings, runs[0])
     test_dir = evaluation_data(exp, settings, train_data_dir)
     report = evaluate_members(test_dir, members, settings.analysis_dir, train_data_dir)

@@ -22,6 +22,28 @@ def settings_for(workspace: str | Path | None) -> Settings:
     return load_settings(Path(workspace) if workspace else None).ensure()
 
 
+#: Prefect setting that makes the temporary server send usage telemetry (offline: an error line).
+PREFECT_ANALYTICS_ENV = "PREFECT_SERVER_ANALYTICS_ENABLED"
+
+
+def prefect_defaults() -> Any:
+    """A context in which flows run with minivess's Prefect defaults, scoped to the block.
+
+    The temporary local server gets analytics off (offline, its telemetry is an error line in
+    every run); a user's own ``PREFECT_SERVER_ANALYTICS_ENABLED`` wins. Nothing is written to
+    the process environment: Prefect passes its current settings to the server it starts.
+    """
+    from contextlib import nullcontext
+
+    from prefect.settings import PREFECT_SERVER_ANALYTICS_ENABLED, temporary_settings
+
+    from minivess.settings import process_environ
+
+    if PREFECT_ANALYTICS_ENV in process_environ():
+        return nullcontext()
+    return temporary_settings(updates={PREFECT_SERVER_ANALYTICS_ENABLED: False})
+
+
 def set_pointer(name: str, value: dict[str, Any]) -> None:
     """Store a small JSON pointer in a Prefect Variable (a convenience, never the contract)."""
     from prefect.variables import Variable

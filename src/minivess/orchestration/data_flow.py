@@ -83,26 +83,23 @@ def qc_report(prof: DatasetProfile, settings: Settings) -> tuple[str, str]:
 @task
 def log_data_run(prof: DatasetProfile, profile_json: str, html: str, settings: Settings) -> str:
     """One run in ``minivess-data``: profile, QC report and figures, hash, quarantined files."""
-    import mlflow
-
     from minivess.tracking import mlflow_adapter as mfa
 
     client = mfa.connect(settings)
     tags = {Tag.DATASET_HASH: prof.dataset_hash, Tag.TARGET: "local"}
     with mfa.flow_run(client, settings, Flow.DATA, tags=tags, run_name="data-profile") as run:
-        mlflow.log_params({"data_dir": prof.data_dir, "n_volumes": prof.n_volumes})
-        mlflow.log_metrics(
+        mfa.log_params({"data_dir": prof.data_dir, "n_volumes": prof.n_volumes})
+        mfa.log_metrics(
             {"n_volumes": prof.n_volumes, "n_rejected": len(prof.rejected),
              "total_size_gb": prof.total_size_gb, "min_z": prof.min_shape[2]}
         )  # fmt: skip
         folder = str(Path(Artifact.PROFILE_JSON).parent)
-        mlflow.log_artifact(profile_json, folder)
-        mlflow.log_artifact(html, folder)
+        mfa.log_file(profile_json, folder)
+        mfa.log_file(html, folder)
         figures = Path(html).parent / "figures"
         if figures.is_dir():
-            mlflow.log_artifacts(str(figures), Artifact.QC_FIGURES.value)
-        rejected = [r.model_dump() for r in prof.rejected]
-        mlflow.log_dict(rejected, f"{folder}/quarantined.json")  # type: ignore[arg-type]  # a JSON list is fine
+            mfa.log_dir(figures, Artifact.QC_FIGURES.value)
+        mfa.log_dict([r.model_dump() for r in prof.rejected], f"{folder}/quarantined.json")
         return run.info.run_id
 
 

@@ -96,17 +96,15 @@ def render_serve_yaml(bundle: Path, model_uri: str, settings: Settings) -> str:
 @task
 def record_deployment(version: Any, result: Any, serve_yaml: str, settings: Settings) -> str:
     """Mark the version deployed and log the deploy run."""
-    import mlflow
-
     from minivess.tracking import mlflow_adapter as mfa
 
     client = mfa.connect(settings)
     tags = {Tag.UPSTREAM_RUN_ID: version.run_id, Tag.TARGET: "serve"}
     with mfa.flow_run(client, settings, Flow.DEPLOY, tags=tags, run_name="deploy") as run:
-        mlflow.log_params({"model_uri": version.uri, "endpoint": result.endpoint})
-        mlflow.log_metrics({"parity_dice": result.parity.dice,
-                            "parity_max_abs_diff": result.parity.max_abs_diff})  # fmt: skip
-        mlflow.log_artifact(serve_yaml, "sky")
+        mfa.log_params({"model_uri": version.uri, "endpoint": result.endpoint})
+        mfa.log_metrics({"parity_dice": result.parity.dice,
+                         "parity_max_abs_diff": result.parity.max_abs_diff})  # fmt: skip
+        mfa.log_file(serve_yaml, "sky")
     mfa.mark_deployed(client, version, result.endpoint, {"serve_yaml": serve_yaml,
                                                          "bento": result.bento_tag})  # fmt: skip
     return run.info.run_id

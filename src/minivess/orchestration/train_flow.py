@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +13,8 @@ from minivess.data.schema import DatasetProfile
 from minivess.experiment import ExperimentConfig, load_experiment
 from minivess.orchestration import common
 from minivess.planning.plan import TrainingPlan
-from minivess.settings import Settings
-from minivess.tracking.contract import SKYPILOT_TASK_ID_ENV, Artifact, Flow, Tag
+from minivess.settings import Settings, checkpoint_dir
+from minivess.tracking.contract import Artifact, Flow, Tag
 
 
 @dataclass(frozen=True)
@@ -40,13 +39,11 @@ class TrainFlowResult:
 @task
 def find_data_run(settings: Settings, data_run_id: str | None) -> tuple[str, DatasetProfile]:
     """The upstream data run (given, or the newest) and its profile, read from MLflow."""
-    import mlflow
-
     from minivess.tracking import mlflow_adapter as mfa
 
     client = mfa.connect(settings)
     run = client.get_run(data_run_id) if data_run_id else mfa.find_upstream(client, Flow.DATA)
-    text = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/{Artifact.PROFILE_JSON}")
+    text = mfa.load_text(client, run.info.run_id, Artifact.PROFILE_JSON.value)
     return run.info.run_id, DatasetProfile.model_validate_json(text)
 
 
@@ -94,29 +91,13 @@ class _ProgressTracker:
             update_progress_artifact(self.artifact_id, min(100.0, 100.0 * (step + 1) / self.epochs))
 
 
-def _resume_run_id(client: Any, task_id: str | None, loss: str, fold: int) -> str | None:
-    """The MLflow run of this SkyPilot task and cell, so a recovered spot job continues it."""
-    from minivess.tracking import mlflow_adapter as mfa
-
-    if not task_id:
-        return None
-    tags = {Tag.SKYPILOT_TASK_ID.value: task_id, Tag.LOSS.value: loss, Tag.FOLD.value: str(fold)}
-    runs = mfa.find_runs(client, Flow.TRAIN, tags=tags, finished_only=False)
-    return runs[0].info.run_id if runs else None
-
-
-def log_checkpoint(uri: str) -> None:
+def log_checkpoint(uri: str, settings: Settings) -> None:
     """Copy a checkpoint (local or s3://) into the active run's ``checkpoints/`` folder."""
-    import tempfile
-
-    import mlflow
-
+    from minivess.tracking import mlflow_adapter as mfa
     from minivess.training.checkpoint import BEST, read_bytes
 
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / BEST
-        local.write_bytes(read_bytes(uri))
-        mlflow.log_artifact(str(local), Artifact.CHECKPOINTS.value)
+    data = read_bytes(uri, settings.storage.s3.endpoint_url)
+    mfa.log_bytes(data, BEST, Artifact.CHECKPOINTS.value)
 
 
 @task
@@ -125,15 +106,13 @@ def train_member(
     settings: Settings, target: str,
 ) -> MemberResult:  # fmt: skip
     """Train one (loss, fold) cell inside its own tagged MLflow run."""
-    import mlflow
-
     from minivess.tracking import mlflow_adapter as mfa
     from minivess.tracking.mlflow_tracker import MlflowTracker
     from minivess.training import train
     from minivess.training.config import cell_name
 
     client = mfa.connect(settings)
-    task_id = os.environ.get(SKYPILOT_TASK_ID_ENV)
+    task_id = settings.task_id
     cell = cell_name(cfg.loss, cfg.fold)
     tags = {
         Tag.UPSTREAM_RUN_ID: upstream, Tag.DATASET_HASH: dataset_hash,
@@ -142,13 +121,16 @@ def train_member(
     }  # fmt: skip
     if task_id:
         tags[Tag.SKYPILOT_TASK_ID] = task_id
-    resume = _resume_run_id(client, task_id, str(cfg.loss), cfg.fold)
+    resume = mfa.resumable_run(client, task_id, str(cfg.loss), cfg.fold)
     with mfa.flow_run(client, settings, Flow.TRAIN, tags=tags, run_name=cell, run_id=resume) as run:
-        mlflow.log_text(plan.model_dump_json(indent=2), Artifact.PLAN_JSON.value)
+        mfa.log_text(plan.model_dump_json(indent=2), Artifact.PLAN_JSON.value)
         tracker = _ProgressTracker(MlflowTracker(), cfg.epochs)
-        summary = train(Path(data_dir), plan, cfg, tracker=tracker, progress=True)
-        mlflow.log_text(summary.model_dump_json(indent=2), Artifact.SUMMARY_JSON.value)
-        log_checkpoint(summary.checkpoint)
+        summary = train(
+            Path(data_dir), plan, cfg, tracker=tracker, progress=True,
+            endpoint_url=settings.storage.s3.endpoint_url,
+        )  # fmt: skip
+        mfa.log_text(summary.model_dump_json(indent=2), Artifact.SUMMARY_JSON.value)
+        log_checkpoint(summary.checkpoint, settings)
         return MemberResult(
             run_id=run.info.run_id, loss=str(cfg.loss), fold=cfg.fold,
             best_metric=float(summary.best_metric), checkpoint=summary.checkpoint,
@@ -159,14 +141,14 @@ def train_member(
 def grid(exp: ExperimentConfig, plan: TrainingPlan, settings: Settings) -> list[Any]:
     """The experiment's (loss, fold) cells.
 
-    Checkpoints go under ``<root>/<experiment>/<key>/<loss>-fold<k>`` where ``key`` is the
-    SkyPilot task id on a managed job (a recovered spot job finds its checkpoints again) and the
-    plan hash otherwise (re-running an unchanged experiment resumes instead of retraining).
+    Checkpoints go under ``<root>/<experiment>/<key>/<loss>-fold<k>``, ``key`` from
+    :func:`minivess.settings.checkpoint_key` (task id on a managed job, else the plan hash).
     """
     from minivess.training.config import expand_grid
 
-    key = os.environ.get(SKYPILOT_TASK_ID_ENV) or plan.plan_hash
-    root = f"{settings.checkpoint_root}/{exp.name}/{key}"
+    root = checkpoint_dir(
+        settings.checkpoint_root, exp.name, settings.checkpoint_key(plan.plan_hash)
+    )
     raw: dict[str, Any] = {"checkpoint_dir": root, **exp.training}
     return expand_grid(raw, f"experiment '{exp.name}': training")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +20,7 @@ from pydantic import Field
 from minivess.config import StrictModel
 from minivess.data.schema import Shape3
 from minivess.errors import ConfigError
+from minivess.settings import cache_root, torch_threads
 
 if TYPE_CHECKING:
     from minivess.planning.hardware import HardwareBudget
@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Environment variable overriding the cache root (calibrations live in ``<root>/calibration``).
-CACHE_DIR_ENV = "MINIVESS_CACHE_DIR"
 _MIB = 2**20
 
 
@@ -62,12 +60,6 @@ class Calibration(StrictModel):
     def predict_mb(self, voxels: int, batch: int) -> float:
         """Predicted peak MiB for ``batch`` inputs of ``voxels``."""
         return self.base_mb + batch * voxels * self.train_bytes_per_voxel / _MIB
-
-
-def cache_root() -> Path:
-    """``$MINIVESS_CACHE_DIR`` or ``~/.cache/minivess``."""
-    env = os.environ.get(CACHE_DIR_ENV)
-    return Path(env) if env else Path.home() / ".cache" / "minivess"
 
 
 def calibration_file_name(model: str, device: str) -> str:
@@ -186,7 +178,7 @@ def _cpu_child(profile: ModelProfile, patch: Shape3, batch: int, steps: int, con
         from minivess.models import build_model
         from minivess.planning.planner import network_plan
 
-        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+        torch.set_num_threads(torch_threads())
         plan = network_plan(profile, patch, batch=batch, amp=False)
         _reset_rss_peak()
         base, _ = _rss_mb()

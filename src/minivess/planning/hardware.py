@@ -19,6 +19,7 @@ from pydantic import Field
 
 from minivess.config import StrictModel, load_yaml_model
 from minivess.keys import Environment
+from minivess.settings import process_environ
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def detect_environment(env: dict[str, str] | None = None, root: Path = Path("/")
         env: environment variables (defaults to ``os.environ``).
         root: filesystem root to probe (tests pass a temp dir).
     """
-    env = dict(os.environ) if env is None else env
+    env = process_environ() if env is None else env
     if env.get("CI", "").lower() in {"1", "true", "yes"} or "GITHUB_ACTIONS" in env:
         return Environment.CI
     if any(k.startswith("SKYPILOT_") for k in env):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 import minivess
 from minivess.errors import MinivessError
 from minivess.serving.inference import ONNX_FILE, PLAN_FILE
+from minivess.settings import process_environ
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def build_bento(bundle: Path, ctx_dir: Path, env: dict[str, str] | None = None) 
         BentoBuildError: the build failed (with BentoML's output).
     """
     version = bundle_version(bundle)
-    run_env = dict(os.environ if env is None else env)
+    run_env = process_environ() if env is None else dict(env)
     existing = _existing_tag(version, run_env)
     if existing:  # same bundle content, same version: the build would be identical
         log.info("bento %s already built; reusing it", existing)

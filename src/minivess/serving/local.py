@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from minivess.errors import ConfigError
 from minivess.serving.inference import ONNX_FILE, PLAN_FILE, TORCHSCRIPT_FILE
 from minivess.serving.server import LOOPBACK, SERVICE_TARGET
 from minivess.serving.settings import ServeSettings
+from minivess.settings import process_environ
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def serve_foreground(settings: ServeSettings, port: int, host: str = LOOPBACK) -
     """Run ``bentoml serve`` in the foreground until Ctrl-C; returns its exit code."""
     settings.require_model_path()
     settings.auth_token()  # fail now, not in the worker, when the token variable is unset
-    env = {**os.environ, **settings.to_env()}
+    env = {**process_environ(), **settings.to_env()}
     cmd = [sys.executable, "-m", "bentoml", "serve", SERVICE_TARGET]
     cmd += ["--host", host, "--port", str(port)]
     if host not in (LOOPBACK, "localhost", "::1"):

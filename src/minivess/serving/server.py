@@ -20,6 +20,7 @@ from pathlib import Path
 
 from minivess.errors import MinivessError
 from minivess.serving.settings import ServeSettings
+from minivess.settings import process_environ
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ def start_server(
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port(host)
-    env = {**os.environ, **settings.to_env(), **(extra_env or {})}
+    env = {**process_environ(), **settings.to_env(), **(extra_env or {})}
     env.setdefault("OMP_NUM_THREADS", str(settings.num_threads or os.cpu_count() or 1))
     log_path = workdir / "serve.log"
     cmd = [sys.executable, "-m", "bentoml", "serve", target, "--host", host, "--port", str(port)]

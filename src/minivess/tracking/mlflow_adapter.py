@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from minivess.errors import ContractError, MinivessError
-from minivess.settings import Settings
+from minivess.settings import Settings, scoped_environ
 from minivess.tracking.contract import EXPERIMENTS, REGISTERED_MODEL, Flow, Tag
 from minivess.tracking.storage import check_bucket, mlflow_s3_env
 
@@ -63,8 +62,15 @@ def check_tracking_server(uri: str, attempts: int = SERVER_PROBE_ATTEMPTS) -> No
     )
 
 
+#: Attribute of a client from :func:`connect` holding the environment MLflow's S3 store needs.
+_S3_ENV_ATTR = "_minivess_s3_env"
+
+
 def connect(settings: Settings) -> Any:
-    """Point mlflow at the settings' tracking URI after checking the stores; returns a client.
+    """A client for the settings' tracking URI, after checking the stores.
+
+    Nothing global changes: neither mlflow's tracking URI nor the environment. Code that uses
+    mlflow's fluent API (runs, ``log_*``) does so inside :func:`session` / :func:`flow_run`.
 
     Raises:
         TrackingUnavailableError / StorageUnavailableError: before any work starts.
@@ -73,9 +79,26 @@ def connect(settings: Settings) -> Any:
 
     check_tracking_server(settings.tracking_uri)
     check_bucket(settings.storage.s3)
-    os.environ.update(mlflow_s3_env(settings.storage.s3))
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    return mlflow.MlflowClient(settings.tracking_uri)
+    client = mlflow.MlflowClient(settings.tracking_uri)
+    setattr(client, _S3_ENV_ATTR, mlflow_s3_env(settings.storage.s3))
+    return client
+
+
+@contextlib.contextmanager
+def session(client: Any) -> Iterator[None]:
+    """mlflow's fluent API pointed at ``client``'s server and S3 endpoint, for the block only.
+
+    ``mlflow.set_tracking_uri`` exports ``MLFLOW_TRACKING_URI`` and MLflow's S3 store reads
+    ``MLFLOW_S3_ENDPOINT_URL`` from the environment; both are scoped here and the previous
+    tracking URI and environment come back on exit, so a long-lived worker never inherits them.
+    """
+    from mlflow.tracking._tracking_service import utils
+
+    with (
+        scoped_environ(getattr(client, _S3_ENV_ATTR, {})),
+        utils._use_tracking_uri(client.tracking_uri),
+    ):
+        yield
 
 
 def experiment_id(client: Any, flow: Flow, settings: Settings) -> str:
@@ -105,12 +128,92 @@ def flow_run(
 
     all_tags = {Tag.FLOW.value: flow.value, **{str(k): str(v) for k, v in (tags or {}).items()}}
     exp = experiment_id(client, flow, settings)
-    with mlflow.start_run(
-        run_id=run_id, experiment_id=None if run_id else exp, run_name=run_name, tags=all_tags
-    ) as run:
+    with (
+        session(client),
+        mlflow.start_run(
+            run_id=run_id, experiment_id=None if run_id else exp, run_name=run_name, tags=all_tags
+        ) as run,
+    ):
         if run_id:
             mlflow.set_tags(all_tags)
         yield run
+
+
+def load_text(client: Any, run_id: str, path: str) -> str:
+    """The text of artifact ``path`` of run ``run_id``."""
+    import mlflow
+
+    with session(client):
+        return mlflow.artifacts.load_text(f"runs:/{run_id}/{path}")
+
+
+def download_run_artifacts(client: Any, run_id: str, path: str, dst: Path) -> Path:
+    """Download artifact folder ``path`` of run ``run_id`` into ``dst``; returns the local path."""
+    import mlflow
+
+    dst.mkdir(parents=True, exist_ok=True)
+    with session(client):
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=path, dst_path=str(dst), tracking_uri=client.tracking_uri
+        )
+    return Path(local)
+
+
+# The active run's side of the contract: the flows log through these, inside flow_run().
+
+
+def log_params(params: dict[str, Any]) -> None:
+    import mlflow
+
+    mlflow.log_params(params)
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    import mlflow
+
+    mlflow.log_metrics(metrics, step=step)
+
+
+def set_tags(tags: dict[str, str]) -> None:
+    import mlflow
+
+    mlflow.set_tags(tags)
+
+
+def log_text(text: str, path: str) -> None:
+    import mlflow
+
+    mlflow.log_text(text, path)
+
+
+def log_dict(obj: Any, path: str) -> None:
+    import mlflow
+
+    mlflow.log_dict(obj, path)
+
+
+def log_file(path: str | Path, folder: str | None = None) -> None:
+    """Copy a local file into the active run, under ``folder``."""
+    import mlflow
+
+    mlflow.log_artifact(str(path), folder)
+
+
+def log_dir(path: str | Path, folder: str | None = None) -> None:
+    """Copy a local directory's files into the active run, under ``folder``."""
+    import mlflow
+
+    mlflow.log_artifacts(str(path), folder)
+
+
+def log_bytes(data: bytes, name: str, folder: str) -> None:
+    """Store ``data`` as ``folder/name`` in the active run (through a temp file)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / name
+        local.write_bytes(data)
+        log_file(local, folder)
 
 
 def _filter(flow: Flow, tags: dict[str, str] | None, finished_only: bool) -> str:
@@ -134,6 +237,16 @@ def find_runs(
             [exp.experiment_id], filter_string=query, order_by=["attributes.start_time DESC"]
         )
     )
+
+
+def resumable_run(client: Any, task_id: str | None, loss: str, fold: int) -> str | None:
+    """The train run of this SkyPilot task and (loss, fold) cell, so a recovered spot job
+    continues it instead of opening a second run; None off a managed job or on its first try."""
+    if not task_id:
+        return None
+    tags = {Tag.SKYPILOT_TASK_ID.value: task_id, Tag.LOSS.value: loss, Tag.FOLD.value: str(fold)}
+    runs = find_runs(client, Flow.TRAIN, tags=tags, finished_only=False)
+    return runs[0].info.run_id if runs else None
 
 
 def find_upstream(client: Any, flow: Flow, *, tags: dict[str, str] | None = None) -> Any:
@@ -186,7 +299,8 @@ def register_model(
     """
     from mlflow.exceptions import MlflowException
 
-    stored = {f.path for f in client.list_artifacts(run_id, artifact_path)}
+    with session(client):
+        stored = {f.path for f in client.list_artifacts(run_id, artifact_path)}
     missing = [f for f in expected_files if f"{artifact_path}/{f}" not in stored]
     if missing:
         raise ContractError(
@@ -232,9 +346,10 @@ def download_version(client: Any, version: RegisteredVersion, dst: Path) -> Path
     import mlflow
 
     dst.mkdir(parents=True, exist_ok=True)
-    path = mlflow.artifacts.download_artifacts(
-        artifact_uri=version.source, dst_path=str(dst), tracking_uri=client.tracking_uri
-    )
+    with session(client):
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=version.source, dst_path=str(dst), tracking_uri=client.tracking_uri
+        )
     return Path(path)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from minivess.errors import ConfigError, MinivessError
-from minivess.settings import Settings
+from minivess.settings import Settings, process_environ
 from minivess.tracking.mlflow_adapter import TrackingUnavailableError, check_tracking_server
 from minivess.tracking.storage import mlflow_s3_env
 
@@ -129,7 +129,7 @@ def stack_up(opts: StackOptions, settings: Settings) -> StackInfo:
     if running is not None:
         raise MinivessError(f"a tracking server already runs at {running.url} (pid {running.pid}); "
                             "`minivess stack down` first.")  # fmt: skip
-    environ = dict(os.environ)
+    environ = process_environ()
     port = opts.port or _free_port(opts.host)
     cmd = server_command(opts, settings, port, environ)
     env = {**environ, **mlflow_s3_env(settings.storage.s3)}

@@ -6,7 +6,6 @@ One place builds boto3 clients so that every caller gets the same endpoint, chec
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from minivess.errors import MinivessError
@@ -27,8 +26,6 @@ def s3_client(endpoint_url: str | None = None) -> Any:
     import boto3
     from botocore.config import Config
 
-    os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
-    os.environ.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
     config = Config(
         retries={"max_attempts": S3_MAX_ATTEMPTS, "mode": "standard"},
         connect_timeout=S3_CONNECT_TIMEOUT_S,
@@ -66,7 +63,11 @@ def check_bucket(s3: S3Settings) -> None:
 
 
 def mlflow_s3_env(s3: S3Settings) -> dict[str, str]:
-    """Environment MLflow's S3 artifact repository needs for an S3-compatible endpoint."""
+    """Environment MLflow's S3 artifact repository needs for an S3-compatible endpoint.
+
+    MLflow reads these only from the environment: :func:`minivess.tracking.mlflow_adapter.session`
+    sets them for the duration of a run and restores the environment after.
+    """
     env = {
         "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
         "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required",

@@ -10,9 +10,10 @@ Every checkpoint embeds the plan JSON, so :func:`load_model` rebuilds the networ
 :func:`minivess.models.build_model`. Files load with ``torch.load(weights_only=True)``: they hold
 only tensors, numbers and strings.
 
-S3 endpoint: the first of ``MINIVESS_S3_ENDPOINT_URL``, ``MLFLOW_S3_ENDPOINT_URL``,
-``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL`` that is set (none: AWS itself); credentials come
-from the usual AWS environment or profile. Checksums are ``when_required`` for S3-compatible stores.
+S3 endpoint: the ``endpoint_url`` each function takes, which callers pass from
+:class:`minivess.settings.Settings` (``storage.s3.endpoint_url``: ``configs/storage.yaml`` or
+``MINIVESS_S3_ENDPOINT_URL``); None means AWS itself. Credentials come from the usual AWS
+environment or profile. Checksums are ``when_required`` for S3-compatible stores.
 """
 
 from __future__ import annotations
@@ -34,14 +35,6 @@ LAST = "last.pt"
 BEST = "best.pt"
 SPLIT = "split.json"
 PLAN = "plan.json"
-
-#: Environment variables naming the S3 endpoint, first set wins.
-ENDPOINT_ENV_VARS = (
-    "MINIVESS_S3_ENDPOINT_URL",
-    "MLFLOW_S3_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_S3",
-    "AWS_ENDPOINT_URL",
-)
 
 
 class CheckpointError(MinivessError):
@@ -65,14 +58,13 @@ def _split_s3(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def _client() -> Any:
+def _client(endpoint_url: str | None) -> Any:
     from minivess.tracking.storage import s3_client
 
-    endpoint = next((os.environ[v] for v in ENDPOINT_ENV_VARS if os.environ.get(v)), None)
-    return s3_client(endpoint)
+    return s3_client(endpoint_url)
 
 
-def write_bytes(uri: str | Path, data: bytes) -> str:
+def write_bytes(uri: str | Path, data: bytes, endpoint_url: str | None = None) -> str:
     """Write ``data`` atomically: a temp file + ``os.replace`` locally, one PUT on S3.
 
     A reader never sees a half-written file; a crash leaves the previous version in place.
@@ -83,7 +75,7 @@ def write_bytes(uri: str | Path, data: bytes) -> str:
 
         bucket, key = _split_s3(uri)
         try:
-            _client().put_object(Bucket=bucket, Key=key, Body=data)
+            _client(endpoint_url).put_object(Bucket=bucket, Key=key, Body=data)
         except (BotoCoreError, ClientError) as err:
             raise CheckpointError(
                 f"{uri}: upload failed ({err}); check the bucket/endpoint."
@@ -104,7 +96,7 @@ def write_bytes(uri: str | Path, data: bytes) -> str:
     return str(path)
 
 
-def read_bytes(uri: str | Path) -> bytes:
+def read_bytes(uri: str | Path, endpoint_url: str | None = None) -> bytes:
     """Read a whole local file or S3 object.
 
     Raises:
@@ -116,7 +108,7 @@ def read_bytes(uri: str | Path) -> bytes:
 
         bucket, key = _split_s3(uri)
         try:
-            return _client().get_object(Bucket=bucket, Key=key)["Body"].read()
+            return _client(endpoint_url).get_object(Bucket=bucket, Key=key)["Body"].read()
         except (BotoCoreError, ClientError) as err:
             raise CheckpointError(f"{uri}: cannot read checkpoint ({err}).") from err
     path = Path(uri)
@@ -125,7 +117,7 @@ def read_bytes(uri: str | Path) -> bytes:
     return path.read_bytes()
 
 
-def exists(uri: str | Path) -> bool:
+def exists(uri: str | Path, endpoint_url: str | None = None) -> bool:
     """True when the local file or S3 object exists."""
     uri = str(uri)
     if not is_s3(uri):
@@ -134,7 +126,7 @@ def exists(uri: str | Path) -> bool:
 
     bucket, key = _split_s3(uri)
     try:
-        _client().head_object(Bucket=bucket, Key=key)
+        _client(endpoint_url).head_object(Bucket=bucket, Key=key)
     except ClientError as err:
         if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
             return False
@@ -142,20 +134,22 @@ def exists(uri: str | Path) -> bool:
     return True
 
 
-def save_state(state: dict[str, Any], uri: str | Path) -> str:
+def save_state(state: dict[str, Any], uri: str | Path, endpoint_url: str | None = None) -> str:
     """Serialise ``state`` with ``torch.save`` and write it atomically to ``uri``."""
     import torch
 
     buf = io.BytesIO()
     torch.save(state, buf)
-    return write_bytes(uri, buf.getvalue())
+    return write_bytes(uri, buf.getvalue(), endpoint_url)
 
 
-def load_state(uri: str | Path, map_location: str = "cpu") -> dict[str, Any]:
+def load_state(
+    uri: str | Path, map_location: str = "cpu", endpoint_url: str | None = None
+) -> dict[str, Any]:
     """Load a state written by :func:`save_state` (``weights_only=True``)."""
     import torch
 
-    data = read_bytes(uri)
+    data = read_bytes(uri, endpoint_url)
     try:
         return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises several types for a corrupt file
@@ -168,7 +162,9 @@ def resolve(uri: str | Path) -> str:
     return uri if uri.endswith(".pt") else join(uri, BEST)
 
 
-def load_model(uri: str | Path, map_location: str = "cpu") -> tuple[nn.Module, TrainingPlan]:
+def load_model(
+    uri: str | Path, map_location: str = "cpu", endpoint_url: str | None = None
+) -> tuple[nn.Module, TrainingPlan]:
     """Rebuild the network of a checkpoint (file or run directory) with its weights.
 
     Returns:
@@ -177,7 +173,7 @@ def load_model(uri: str | Path, map_location: str = "cpu") -> tuple[nn.Module, T
     from minivess.models import build_model
     from minivess.planning.plan import TrainingPlan
 
-    state = load_state(resolve(uri), map_location)
+    state = load_state(resolve(uri), map_location, endpoint_url)
     if "plan" not in state or "model" not in state:
         raise CheckpointError(f"{uri}: no embedded plan/model; was it written by minivess train?")
     plan = TrainingPlan.model_validate_json(state["plan"])
@@ -188,9 +184,9 @@ def load_model(uri: str | Path, map_location: str = "cpu") -> tuple[nn.Module, T
     return model, plan
 
 
-def checkpoint_meta(uri: str | Path) -> dict[str, Any]:
+def checkpoint_meta(uri: str | Path, endpoint_url: str | None = None) -> dict[str, Any]:
     """Everything but the tensors of a checkpoint: plan/config JSON, metric, epoch, fold, loss."""
-    state = load_state(resolve(uri))
+    state = load_state(resolve(uri), endpoint_url=endpoint_url)
     return {
         k: v for k, v in state.items() if k not in ("model", "optimizer", "scheduler", "scaler")
     }

@@ -7,8 +7,9 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
+
+from minivess.settings import DistEnv, dist_env
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +35,17 @@ class DistContext:
         return self.world_size > 1
 
 
-def setup() -> DistContext:
-    """Join the torchrun process group when the launcher's variables are set."""
+def setup(env: DistEnv | None = None) -> DistContext:
+    """Join the torchrun process group when the launcher's variables are set.
+
+    Args:
+        env: the rank facts (default: read by :func:`minivess.settings.dist_env`).
+    """
     import torch
     import torch.distributed as dist
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
+    env = env or dist_env()
+    world, rank, local = env.world_size, env.rank, env.local_rank
     cuda = torch.cuda.is_available()
     device = f"cuda:{local}" if cuda else "cpu"
     if cuda:

@@ -231,8 +231,10 @@ class _Run:
         tracker: Tracker,
         progress: bool,
         ctx: DistContext,
+        endpoint_url: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.endpoint = endpoint_url
         self.plan = plan
         self.cfg = cfg
         self.ctx = ctx
@@ -325,10 +327,10 @@ class _Run:
 
     def _resume(self) -> tuple[int, int, float]:
         """Load ``last.pt`` if present: returns (start epoch, steps done in it, loss sum)."""
-        if not self.cfg.resume or not ckpt.exists(self.last_uri):
+        if not self.cfg.resume or not ckpt.exists(self.last_uri, self.endpoint):
             return 0, 0, 0.0
         # CPU first: RNG states must stay CPU tensors; load_state_dict moves the rest.
-        state = ckpt.load_state(self.last_uri, map_location="cpu")
+        state = ckpt.load_state(self.last_uri, "cpu", self.endpoint)
         found = json.loads(state["identity"])
         if found != self._identity():
             diff = {k: (found.get(k), v) for k, v in self._identity().items() if found.get(k) != v}
@@ -382,23 +384,27 @@ class _Run:
             "best_epoch": self.best_epoch,
             "history": json.dumps(self.history),
         }
-        ckpt.save_state(state, self.last_uri)
+        ckpt.save_state(state, self.last_uri, self.endpoint)
 
     def _save_best(self, epoch: int) -> None:
         if not self.ctx.is_main:
             return
         state = self._base_state() | {"epoch": epoch, "best_metric": self.best_metric}
-        ckpt.save_state(state, self.best_uri)
+        ckpt.save_state(state, self.best_uri, self.endpoint)
         log.info("epoch %d: new best val_dice %.4f -> %s", epoch, self.best_metric, self.best_uri)
 
     def _save_run_files(self) -> None:
         if not self.ctx.is_main:
             return
         ckpt.write_bytes(
-            ckpt.join(self.dir, ckpt.SPLIT), self.split.model_dump_json(indent=2).encode()
+            ckpt.join(self.dir, ckpt.SPLIT),
+            self.split.model_dump_json(indent=2).encode(),
+            self.endpoint,
         )
         ckpt.write_bytes(
-            ckpt.join(self.dir, ckpt.PLAN), self.plan.model_dump_json(indent=2).encode()
+            ckpt.join(self.dir, ckpt.PLAN),
+            self.plan.model_dump_json(indent=2).encode(),
+            self.endpoint,
         )
 
     # -- the loop ------------------------------------------------------------------------
@@ -637,6 +643,7 @@ def train(
     cfg: TrainConfig,
     tracker: Tracker | None = None,
     progress: bool = True,
+    endpoint_url: str | None = None,
 ) -> TrainSummary:
     """Train one (loss, fold) cell on ``data_dir`` with ``plan``; resume if a checkpoint exists.
 
@@ -649,11 +656,15 @@ def train(
         DataError: no usable volume, or fewer volumes than folds.
         ConfigError: ``checkpoint_dir`` holds another run's checkpoint.
         TrainingPreempted: SIGTERM arrived; the state was saved; rerun to resume.
+
+    ``endpoint_url`` is the S3 endpoint for an ``s3://`` checkpoint dir (the settings'
+    ``storage.s3.endpoint_url``; None: AWS).
     """
     from minivess.training.distributed import setup, teardown
 
     ctx = setup()
     try:
-        return _Run(data_dir, plan, cfg, tracker or NullTracker(), progress, ctx).run()
+        run = _Run(data_dir, plan, cfg, tracker or NullTracker(), progress, ctx, endpoint_url)
+        return run.run()
     finally:
         teardown(ctx)

@@ -7,13 +7,13 @@ the same path.
 from __future__ import annotations
 
 import logging
-import os
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from minivess.config import parse_model, parse_set_overrides
 from minivess.planning.plan import TrainingPlan
+from minivess.settings import Settings, load_settings
 from minivess.training.config import TrainConfig
 from minivess.training.loop import TrainingPreempted, TrainSummary, train
 
@@ -33,13 +33,9 @@ def resolve_plan(
     return make_plan(data, model, overrides=parse_set_overrides(overrides) or None)
 
 
-def _tracking_run(cfg: TrainConfig, plan: TrainingPlan) -> Any:
+def _tracking_run(cfg: TrainConfig, plan: TrainingPlan, settings: Settings) -> Any:
     """An MLflow run (rank 0, tracking configured) or a null context."""
-    from minivess.settings import load_settings
-
-    settings = load_settings()
-    rank0 = os.environ.get("RANK", "0") == "0"
-    if not rank0 or settings.storage.mlflow.tracking_uri is None:
+    if settings.rank != 0 or settings.storage.mlflow.tracking_uri is None:
         return nullcontext(None)
     from minivess.tracking.contract import Flow
     from minivess.tracking.mlflow_adapter import connect, flow_run
@@ -58,33 +54,41 @@ def run_train(
     overrides: list[str] | None = None,
     summary_json: Path | None = None,
     progress: bool = True,
+    settings: Settings | None = None,
 ) -> int:
     """Plan (or load the plan), train with an MLflow run when tracking is configured.
 
     Returns:
         0 on success, :data:`~minivess.training.loop.PREEMPTED_EXIT_CODE` when SIGTERM stopped
         the run after saving its checkpoint (rerun to resume).
+
+    ``settings`` (default: :func:`~minivess.settings.load_settings`) give the tracking server,
+    the S3 endpoint of an ``s3://`` checkpoint dir, and the rank.
     """
+    settings = settings or load_settings()
     cfg = parse_model(TrainConfig, cfg_fields, "minivess train options")
     plan = resolve_plan(Path(data), model, plan_path, overrides)
     try:
-        with _tracking_run(cfg, plan) as run:
+        with _tracking_run(cfg, plan, settings) as run:
             tracker = None
             if run is not None:
                 from minivess.tracking.mlflow_tracker import MlflowTracker
 
                 tracker = MlflowTracker(run.info.run_id)
-            summary = train(Path(data), plan, cfg, tracker=tracker, progress=progress)
+            summary = train(
+                Path(data), plan, cfg, tracker=tracker, progress=progress,
+                endpoint_url=settings.storage.s3.endpoint_url,
+            )  # fmt: skip
     except TrainingPreempted as err:
         log.warning("%s", err)
         return err.exit_code
-    write_summary(summary, summary_json)
+    write_summary(summary, summary_json, settings.rank)
     return 0
 
 
-def write_summary(summary: TrainSummary, path: Path | None) -> None:
+def write_summary(summary: TrainSummary, path: Path | None, rank: int = 0) -> None:
     """Write the summary JSON (rank 0 only; other ranks hold the same numbers)."""
-    if path is None or os.environ.get("RANK", "0") != "0":
+    if path is None or rank != 0:
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
+from minivess.config import config_dir
 from minivess.training.loop import PREEMPTED_EXIT_CODE
 
 pytestmark = pytest.mark.slow
@@ -22,7 +25,8 @@ REPO = Path(__file__).resolve().parents[3]
 
 def _env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **extra}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    for name in ("MLFLOW_TRACKING_URI", "MINIVESS_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL"):
+        env.pop(name, None)
     env.update({k: v for k, v in extra.items()})
     return env
 
@@ -41,9 +45,14 @@ def test_cli_train_with_s3_checkpoints(tiny_data: Path, tmp_path: Path, moto_end
 
     summary = tmp_path / "summary.json"
     uri = f"s3://{s3_bucket}/run"
+    # The endpoint comes from configs/storage.yaml alone (no endpoint variable is set): the
+    # trainer must honour it rather than talk to AWS.
+    configs = tmp_path / "configs"
+    shutil.copytree(config_dir(), configs)
+    (configs / "storage.yaml").write_text(yaml.safe_dump({"s3": {"endpoint_url": moto_endpoint}}))
     proc = subprocess.run(
         _train_cmd(tiny_data, uri, summary, 2),
-        env=_env(MINIVESS_S3_ENDPOINT_URL=moto_endpoint),
+        env=_env(MINIVESS_CONFIG_DIR=str(configs)),
         capture_output=True, text=True, timeout=240, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -53,13 +62,9 @@ def test_cli_train_with_s3_checkpoints(tiny_data: Path, tmp_path: Path, moto_end
     assert out["checkpoint"] == f"{uri}/best.pt"
     assert 0.0 <= out["best_metric"] <= 1.0
     assert {"train_loss", "val_dice"} <= set(out["final_metrics"])
-    os.environ["MINIVESS_S3_ENDPOINT_URL"] = moto_endpoint
-    try:
-        for name in ("best.pt", "last.pt", "split.json", "plan.json"):
-            assert exists(f"{uri}/{name}"), name
-        model, plan = load_model(uri)
-    finally:
-        os.environ.pop("MINIVESS_S3_ENDPOINT_URL")
+    for name in ("best.pt", "last.pt", "split.json", "plan.json"):
+        assert exists(f"{uri}/{name}", moto_endpoint), name
+    model, plan = load_model(uri, endpoint_url=moto_endpoint)
     assert plan.model == "dynunet"
     assert sum(p.numel() for p in model.parameters()) > 0
 
