@@ -195,22 +195,14 @@ def _device() -> str:
 def _foreground_prob(model: _Model, image: Any) -> np.ndarray:
     """Foreground probability (x, y, z) of one normalised image (1, x, y, z), fp32."""
     import torch
-    from monai.inferers import sliding_window_inference
 
-    from minivess.training.loop import _primary
+    from minivess.models.sliding import sliding_window
 
     device = _device()
     model.net.to(device)
     with torch.no_grad():
-        logits = sliding_window_inference(
-            image.unsqueeze(0).to(device),
-            roi_size=tuple(model.plan.sw_roi),
-            sw_batch_size=max(1, model.plan.batch_size),
-            predictor=lambda x: _primary(model.net(x)),
-            overlap=model.plan.sw_overlap,
-            mode="gaussian",
-        )
-    return torch.softmax(torch.as_tensor(logits).float(), dim=1)[0, 1].cpu().numpy()
+        logits = sliding_window(image.unsqueeze(0).to(device), model.plan, model.net)
+    return torch.softmax(logits.float(), dim=1)[0, 1].cpu().numpy()
 
 
 def _spacing(path: str, resampling: Any) -> tuple[float, float, float]:

@@ -86,12 +86,13 @@ class ExportResult:
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of the foreground (> 0) of two masks of equal shape; 1.0 when both are empty."""
-    fa, fb = a > 0, b > 0
-    denom = int(fa.sum()) + int(fb.sum())
-    if denom == 0:
-        return 1.0
-    return 2.0 * int(np.logical_and(fa, fb).sum()) / denom
+    """Dice of the foreground (> 0) of two masks of equal shape; 1.0 when both are empty.
+
+    The evaluation's :func:`minivess.evaluation.metrics.dice` (one Dice for the whole project).
+    """
+    from minivess.evaluation.metrics import dice as foreground_dice
+
+    return foreground_dice(np.asarray(a) > 0, np.asarray(b) > 0)
 
 
 def _example_input(plan: TrainingPlan):  # -> torch.Tensor

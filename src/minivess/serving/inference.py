@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -62,21 +62,17 @@ class Segmenter:
     def logits(self, volume: np.ndarray) -> np.ndarray:
         """Class logits (C, x, y, z) float32 of a raw (x, y, z) volume."""
         import torch
-        from monai.inferers import sliding_window_inference
+
+        from minivess.models.sliding import sliding_window
 
         if volume.ndim != 3:
             raise ValueError(f"expected a (x, y, z) volume, got shape {volume.shape}")
         image = torch.from_numpy(preprocess_for_inference(volume))[None, None]
         with torch.inference_mode():
-            out = sliding_window_inference(
-                image,
-                roi_size=tuple(self.plan.sw_roi),
-                sw_batch_size=self.sw_batch_size,
-                predictor=self.predictor,
-                overlap=self.sw_overlap,
-                mode="gaussian",
-            )
-        logits = cast("torch.Tensor", out)  # MONAI's return type is a union
+            logits = sliding_window(
+                image, self.plan, self.predictor,
+                sw_batch_size=self.sw_batch_size, overlap=self.sw_overlap,
+            )  # fmt: skip
         return logits[0].float().numpy()
 
     def segment(self, volume: np.ndarray) -> np.ndarray:
@@ -88,12 +84,14 @@ def torch_predictor(module: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     """Wrap an ``nn.Module`` / TorchScript module as a predictor (eval mode, no grad)."""
     import torch
 
+    from minivess.models.sliding import primary_output
+
     module.eval()
 
     def predict(batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             out = module(batch)
-        return out[0] if isinstance(out, (list, tuple)) else out
+        return primary_output(out)
 
     return predict
 

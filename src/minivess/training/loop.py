@@ -37,7 +37,6 @@ from minivess.training.tracker import NullTracker, Tracker
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    import torch
     from torch import nn
 
     from minivess.training.distributed import DistContext
@@ -171,27 +170,19 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
 
-def _primary(output: Any) -> torch.Tensor:
-    """The full-resolution prediction of a network output (eval mode)."""
-    if isinstance(output, (list, tuple)):
-        output = output[0]
-    if output.dim() == 6:  # (B, heads, C, x, y, z) deep supervision
-        output = output[:, 0]
-    return output
-
-
 def validate(
     model: nn.Module, dataset: Any, plan: TrainingPlan, device: str, amp: bool
 ) -> dict[str, float]:
     """Sliding-window inference (plan's roi/overlap) on whole volumes; mean foreground Dice.
 
-    Uses MONAI's functional ``compute_dice`` per volume: the ``DiceMetric`` class would try to
-    all-gather across DDP ranks, and only rank 0 validates.
+    Uses the evaluation's :func:`~minivess.evaluation.metrics.dice` per volume (the same Dice
+    the analysis reports); MONAI's ``DiceMetric`` class would all-gather across DDP ranks, and
+    only rank 0 validates.
     """
     import torch
-    from monai.inferers import sliding_window_inference
-    from monai.metrics import compute_dice
-    from monai.networks.utils import one_hot
+
+    from minivess.evaluation.metrics import dice
+    from minivess.models.sliding import sliding_window
 
     scores = []
     model.eval()
@@ -200,22 +191,9 @@ def validate(
             item = dataset[i]
             image = item[Keys.IMAGE.value].unsqueeze(0).to(device)
             label = item[Keys.LABEL.value].unsqueeze(0).to(device)
-            logits = sliding_window_inference(
-                image,
-                roi_size=tuple(plan.sw_roi),
-                sw_batch_size=max(1, plan.batch_size),
-                predictor=lambda x: _primary(model(x)),
-                overlap=plan.sw_overlap,
-                mode="gaussian",
-            )
-            pred = torch.as_tensor(logits).argmax(dim=1, keepdim=True)
-            dice = compute_dice(
-                one_hot(pred, OUT_CHANNELS),
-                one_hot(label.long(), OUT_CHANNELS),
-                include_background=False,
-                ignore_empty=False,
-            )
-            scores.append(float(dice.mean().item()))
+            logits = sliding_window(image, plan, model)
+            pred = logits.argmax(dim=1)[0].cpu().numpy()
+            scores.append(dice(pred > 0, label[0, 0].cpu().numpy() > 0))
     model.train()
     return {"val_dice": sum(scores) / max(1, len(scores))}
 
