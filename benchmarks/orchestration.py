@@ -44,9 +44,9 @@ def _experiment(root: Path) -> Path:
 
 def plain(root: Path, data_dir: Path, config: Path) -> float:
     """The same library calls as the flows, without Prefect or MLflow; returns seconds."""
+    from minivess.data.gate import validate_dataset
     from minivess.data.profiler import profile_dataset
     from minivess.data.report import write_qc_report
-    from minivess.data.validation import validate_dataset
     from minivess.evaluation import evaluate
     from minivess.experiment import load_experiment
     from minivess.planning import make_plan

@@ -47,7 +47,7 @@ def _log(msg: str) -> None:
 
 
 def memory_points(models: list[str], device: str, batch: int) -> list[dict]:
-    from minivess.planning.calibration import measure_peak_mb
+    from minivess.planning.harness import measure_peak_mb
     from minivess.planning.memory import training_mb
     from minivess.planning.profiles import load_model_profile
     from minivess.planning.topology import network_shape

@@ -69,9 +69,9 @@ def calibrate(
 ) -> None:
     """Measure MODEL's peak training memory on this device; store it for the planner."""
     from minivess.errors import ConfigError
-    from minivess.planning.calibration import calibrate as run_calibration
     from minivess.planning.calibration import save_calibration
     from minivess.planning.hardware import detect_hardware
+    from minivess.planning.harness import calibrate as run_calibration
     from minivess.planning.profiles import load_model_profile
 
     try:

@@ -11,8 +11,8 @@ The checks (seed §3, the gate before training):
 * label values are binary or within the classes the dataset declares.
 
 A failing volume is quarantined as :class:`~minivess.data.schema.Rejected` and the rest of the
-dataset goes on. :func:`validate_dataset` is the gate training calls before its first batch;
-it raises :class:`~minivess.errors.DataError` only when no volume is usable.
+dataset goes on. The dataset gate training calls before its first batch is
+:func:`minivess.data.gate.validate_dataset` (it runs the profiler, which runs these checks).
 """
 
 from __future__ import annotations
@@ -377,30 +377,3 @@ def validate_pair(pair: VolumePair, classes: frozenset[int] = DEFAULT_CLASSES) -
     except VolumeRejectedError as err:
         return Rejected(file=pair.image, reason=str(err))
     return None
-
-
-def validate_dataset(
-    data_dir: Path | str,
-    *,
-    cache_dir: Path | None = None,
-    workers: int | None = None,
-    progress: bool = True,
-) -> tuple[list[VolumePair], list[Rejected]]:
-    """The gate before training: the usable pairs of ``data_dir`` and the quarantined files.
-
-    It runs the profiler's scan (so an unchanged, already profiled dataset is not read again)
-    and logs each rejection with its reason.
-
-    Returns:
-        ``(usable pairs, rejected)``.
-
-    Raises:
-        DataError: when no volume is usable, with the first reasons and the fix.
-    """
-    from minivess.data.profiler import profile_dataset
-
-    profile = profile_dataset(data_dir, cache_dir=cache_dir, workers=workers, progress=progress)
-    usable = [VolumePair(name=v.name, image=v.file, label=v.label_file) for v in profile.volumes]
-    for item in profile.rejected:
-        log.warning("quarantined %s: %s", item.file, item.reason)
-    return usable, list(profile.rejected)

@@ -8,23 +8,13 @@ from typing import Any
 
 from prefect import flow
 
-from minivess.errors import DeployRefused
 from minivess.experiment import load_experiment
 from minivess.orchestration import common
-from minivess.orchestration.analysis_flow import AnalysisFlowResult, analysis_flow
+from minivess.orchestration.analysis_flow import analysis_flow
+from minivess.orchestration.chain import ChainResult, training_chain
 from minivess.orchestration.data_flow import DataFlowResult, data_flow
-from minivess.orchestration.deploy_flow import DeployFlowResult, deploy_flow
-from minivess.orchestration.train_flow import TrainFlowResult, train_flow
-
-
-@dataclass(frozen=True)
-class ChainResult:
-    """Train -> analysis -> deploy, as run after a data flow."""
-
-    train: TrainFlowResult
-    analysis: AnalysisFlowResult
-    deploy: DeployFlowResult | None
-    deploy_refused: str | None = None
+from minivess.orchestration.deploy_flow import deploy_flow
+from minivess.orchestration.train_flow import train_flow
 
 
 @dataclass(frozen=True)
@@ -35,22 +25,6 @@ class ExperimentResult:
     tracking_uri: str
     data: DataFlowResult
     chain: ChainResult
-
-
-def training_chain(workspace: str | None, experiment: str | None, data_run_id: str) -> ChainResult:
-    """Flows 2 -> 4 on the data run ``data_run_id``."""
-    exp = load_experiment(experiment)
-    train = train_flow(workspace=workspace, experiment=experiment, data_run_id=data_run_id)
-    analysis = analysis_flow(
-        workspace=workspace, experiment=experiment, train_run_ids=[m.run_id for m in train.members]
-    )
-    deploy, refused = None, None
-    if exp.deploy.enabled:
-        try:
-            deploy = deploy_flow(workspace=workspace, experiment=experiment)
-        except DeployRefused as exc:  # the model is registered (with its warning), not served
-            refused = str(exc)
-    return ChainResult(train=train, analysis=analysis, deploy=deploy, deploy_refused=refused)
 
 
 @flow(name="minivess-experiment", log_prints=True)

@@ -88,8 +88,8 @@ def poll_data_flow(
     retrain: bool = True,
 ) -> PollResult:
     """Run the data flow when the DVC-tracked data changed, then retrain if the profile did."""
+    from minivess.orchestration.chain import training_chain
     from minivess.orchestration.data_flow import data_flow
-    from minivess.orchestration.experiment_flow import training_chain
 
     current = tracked_hash(data_dir, project)
     last = common.get_pointer(common.POLL_POINTER)

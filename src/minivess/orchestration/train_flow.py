@@ -64,7 +64,7 @@ def make_training_plan(prof: DatasetProfile, exp: ExperimentConfig) -> TrainingP
 @task
 def validate_data(data_dir: str) -> int:
     """The validation gate before the first batch: refuses a dataset with no usable volume."""
-    from minivess.data.validation import validate_dataset
+    from minivess.data.gate import validate_dataset
 
     usable, _rejected = validate_dataset(Path(data_dir))
     return len(usable)

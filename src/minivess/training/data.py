@@ -1,6 +1,6 @@
 """Datasets and loaders: CacheDataset (runtime cache, plan's cache rate) + ThreadDataLoader.
 
-The validation gate (:func:`minivess.data.validation.validate_dataset`) runs before anything is
+The validation gate (:func:`minivess.data.gate.validate_dataset`) runs before anything is
 loaded: bad volumes are quarantined with a reason and training goes on with the rest; a dataset
 with no usable volume is refused with :class:`~minivess.errors.DataError`.
 """
@@ -31,7 +31,7 @@ def usable_pairs(data_dir: Path) -> list[VolumePair]:
     Raises:
         DataError: when no pair is usable (raised by the data layer, naming the directory).
     """
-    from minivess.data.validation import validate_dataset
+    from minivess.data.gate import validate_dataset
 
     pairs, rejected = validate_dataset(Path(data_dir))
     for bad in rejected:

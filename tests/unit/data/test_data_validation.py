@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from data_badfiles import BAD_CASES, write_pair
 
+from minivess.data.gate import validate_dataset
 from minivess.data.profiler import profile_dataset
 from minivess.data.schema import VolumePair
-from minivess.data.validation import load_checked, validate_dataset, validate_pair
+from minivess.data.validation import load_checked, validate_pair
 from minivess.errors import DataError
 
 
