@@ -20,7 +20,8 @@ def test_experiment_runs_the_whole_chain_from_any_directory(tmp_path: Path) -> N
     import mlflow
 
     raw = yaml.safe_load((config_dir() / "experiments" / "default.yaml").read_text())
-    raw["training"]["epochs"] = 1
+    raw["training"]["epochs"] = 1  # never the full default: the slow tier stays fast
+    raw["deploy"]["force"] = True  # 1 epoch does not beat the baseline; deploy it anyway
     config = tmp_path / "exp.yaml"
     config.write_text(yaml.safe_dump(raw))
     cwd = tmp_path / "elsewhere"
@@ -53,6 +54,9 @@ def test_experiment_runs_the_whole_chain_from_any_directory(tmp_path: Path) -> N
     assert runs[Flow.DEPLOY].data.tags[up] == runs[Flow.ANALYSIS].info.run_id
     [version] = client.search_model_versions(f"name = '{REGISTERED_MODEL}'")
     assert version.tags[Tag.STATUS.value] == "deployed"
+    # one epoch cannot beat the learned threshold: registered with the warning, forced through
+    assert "does not beat the threshold baseline" in version.tags[Tag.BELOW_BASELINE.value]
+    assert "baseline-threshold" in out and "WARNING" in out
     assert version.tags["endpoint"].startswith("http://127.0.0.1:")
     assert (ws / "sky" / "serve.yaml").is_file()
     # Every flow's artifacts went where the settings say: nothing but the workspace in the cwd
