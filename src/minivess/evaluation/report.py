@@ -179,7 +179,7 @@ def _make_soup(models: list[_Model], states: list[dict], out_dir: Path) -> tuple
     net.load_state_dict(soup_state)
     net.eval()
     path = out_dir / "soup.pt"
-    keep = ("format", "plan", "config", "split", "identity", "out_channels")
+    keep = ("format", "plan", "config", "split", "identity", "out_channels", "target_spacing")
     ckpt.save_state({k: states[0][k] for k in keep if k in states[0]} | {"model": soup_state}, path)
     uris = [u for m in models for u in m.uris]
     log.info("model soup of %d members written to %s", len(models), path)
@@ -205,9 +205,8 @@ def _foreground_prob(model: _Model, image: Any) -> np.ndarray:
     return torch.softmax(logits.float(), dim=1)[0, 1].cpu().numpy()
 
 
-def _spacing(path: str, resampling: Any) -> tuple[float, float, float]:
-    if resampling.enabled:
-        return tuple(resampling.target_spacing)
+def _spacing(path: str) -> tuple[float, float, float]:
+    """The volume's own voxel size (header units): metrics are computed on its native grid."""
     import nibabel as nib
 
     image: Any = nib.load(path)
@@ -218,11 +217,19 @@ def _spacing(path: str, resampling: Any) -> tuple[float, float, float]:
 def _predict_all(
     pairs: list[Any], models: list[_Model], resampling: Any, baseline: ThresholdBaseline | None
 ) -> tuple[dict[str, dict[str, list[float]]], dict[str, ReliabilityBins]]:
-    """Per-model, per-metric per-volume values (and ECE), and pooled calibration bins."""
+    """Per-model, per-metric per-volume values (and ECE), and pooled calibration bins.
+
+    With training-time resampling the models predict on the resampled grid; each probability
+    map is mapped back to the volume's own grid and scored against the original label there,
+    with the original spacing.
+    """
+    from minivess.data.grid import to_shape
+    from minivess.training.config import ResamplingConfig
     from minivess.training.data import datalist
     from minivess.training.transforms import eval_transforms
 
     transform = eval_transforms(resampling)
+    native = eval_transforms(ResamplingConfig()) if resampling.enabled else None
     names = [m.name for m in models]
     has_ensemble = sum(m.kind is Kind.MEMBER for m in models) >= 2
     if has_ensemble:
@@ -238,9 +245,13 @@ def _predict_all(
         task = bar.add_task("evaluating volumes", total=len(items))
         for item in items:
             data = transform(item)
-            label = data[Keys.LABEL.value][0].numpy() > 0.5
-            spacing = _spacing(item[Keys.IMAGE.value], resampling)
-            probs = {m.name: _foreground_prob(m, data[Keys.IMAGE.value]) for m in models}
+            ground_truth = native(item) if native is not None else data
+            label = ground_truth[Keys.LABEL.value][0].numpy() > 0.5
+            spacing = _spacing(item[Keys.IMAGE.value])
+            probs = {
+                m.name: to_shape(_foreground_prob(m, data[Keys.IMAGE.value]), label.shape)
+                for m in models
+            }
             if has_ensemble:
                 from minivess.evaluation.ensemble import majority_vote, mean_probability
 
@@ -250,7 +261,8 @@ def _predict_all(
                 probs[Kind.MAJORITY_VOTE.value] = fraction
             if baseline is not None:
                 image = data[Keys.IMAGE.value][0].numpy()
-                probs[BASELINE_NAME] = baseline.predict(image).astype(np.float32)
+                mask = baseline.predict(image).astype(np.float32)
+                probs[BASELINE_NAME] = (to_shape(mask, label.shape) > THRESHOLD).astype(np.float32)
             for name, prob in probs.items():
                 for k, v in volume_metrics(prob > THRESHOLD, label, spacing).items():
                     values[name][k].append(v)

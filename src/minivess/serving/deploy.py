@@ -193,8 +193,10 @@ def deploy_loaded(
     settings: ServeSettings | None = None,
     smoke_volume: Path | None = None,
     keep_running: bool = False,
+    target_spacing: tuple[float, float, float] | None = None,
 ) -> DeployResult:
-    """:func:`deploy_model` for a network already in memory (the steps after loading)."""
+    """:func:`deploy_model` for a network already in memory (the steps after loading);
+    ``target_spacing``: the grid it trained on, when training resampled."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     settings = settings or load_serve_settings()
@@ -205,7 +207,9 @@ def deploy_loaded(
         )
         array, _ = _load_array(volume_path)
         step("export + ONNX parity")
-        exported = export_bundle(model, plan, workdir / "bundle", parity_volume=array)
+        exported = export_bundle(
+            model, plan, workdir / "bundle", parity_volume=array, target_spacing=target_spacing
+        )
         parity = cast(ParityResult, exported.parity)  # set: a parity volume was given
         step("bentoml build")
         tag = build_bento(exported.bundle, workdir / "bento-ctx")
@@ -271,9 +275,10 @@ def deploy_model(
     Raises:
         ParityError, BentoBuildError, ServeError, SmokeTestError, CheckpointError.
     """
-    from minivess.training.checkpoint import load_model
+    from minivess.training.checkpoint import checkpoint_meta, load_model, target_spacing
 
     model, plan = load_model(model_uri, map_location="cpu")
+    spacing = target_spacing(checkpoint_meta(model_uri))
     log.info("deploy: loaded %s (plan %s, model %s)", model_uri, plan.plan_hash, plan.model)
     return deploy_loaded(
         model,
@@ -282,4 +287,5 @@ def deploy_model(
         settings=settings,
         smoke_volume=smoke_volume,
         keep_running=keep_running,
+        target_spacing=spacing,
     )

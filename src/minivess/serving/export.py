@@ -18,6 +18,7 @@ import json
 import logging
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +32,7 @@ from minivess.serving.inference import (
     ONNX_INPUT,
     ONNX_OUTPUT,
     PLAN_FILE,
+    SPACING_FILE,
     TORCHSCRIPT_FILE,
     Segmenter,
     onnx_predictor,
@@ -180,13 +182,26 @@ def parity_check(
     return result
 
 
+def write_spacing(bundle: Path, target_spacing: Sequence[float] | None) -> Path:
+    """Write the bundle's ``spacing.json``: ``{"target_spacing": [x, y, z] | null}``."""
+    value = None if target_spacing is None else [float(v) for v in target_spacing]
+    path = Path(bundle) / SPACING_FILE
+    path.write_text(json.dumps({"target_spacing": value}) + "\n")
+    return path
+
+
 def export_bundle(
     model: nn.Module,
     plan: TrainingPlan,
     out_dir: Path,
     parity_volume: np.ndarray | None = None,
+    target_spacing: tuple[float, float, float] | None = None,
 ) -> ExportResult:
     """Write a serving bundle for ``model`` to ``out_dir`` (see the module docstring).
+
+    ``target_spacing`` (x, y, z, header units): the grid the model trained on when training
+    resampled (``None``: native resolution). It is written to ``spacing.json``; serving then
+    resamples each input to it and maps the mask back to the input's grid.
 
     Args:
         model: the trained network (moved to CPU, put in eval mode).
@@ -201,6 +216,7 @@ def export_bundle(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plan_path = plan.save(out / PLAN_FILE)
+    write_spacing(out, target_spacing)
     ts_path = export_torchscript(model, plan, out / TORCHSCRIPT_FILE)
     onnx_path = export_onnx(model, plan, out / ONNX_FILE)
     log.info("exported %s and %s (plan %s)", ts_path.name, onnx_path.name, plan.plan_hash)

@@ -9,7 +9,7 @@ by MONAI and cropped back.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 #: Names inside a serving bundle directory.
 PLAN_FILE = "plan.json"
+#: The training grid of a resampled model (``{"target_spacing": [x, y, z] | null}``).
+SPACING_FILE = "spacing.json"
 ONNX_FILE = "model.onnx"
 TORCHSCRIPT_FILE = "model.ts"
 EXPORT_REPORT = "export.json"
@@ -43,6 +45,9 @@ class Segmenter:
         backend: the engine name, for logs and metrics.
         sw_batch_size: windows per forward pass.
         sw_overlap: overlap in [0, 1); ``None`` uses ``plan.sw_overlap``.
+        target_spacing: (x, y, z) header units of the grid the model trained on, when training
+            resampled; inputs at another spacing are resampled to it and the mask is mapped
+            back to the input's grid. ``None``: the model trained at native resolution.
     """
 
     def __init__(
@@ -52,21 +57,39 @@ class Segmenter:
         backend: Backend,
         sw_batch_size: int = 1,
         sw_overlap: float | None = None,
+        target_spacing: tuple[float, float, float] | None = None,
     ) -> None:
         self.predictor = predictor
+        self.target_spacing = target_spacing
         self.plan = plan
         self.backend = backend
         self.sw_batch_size = sw_batch_size
         self.sw_overlap = plan.sw_overlap if sw_overlap is None else sw_overlap
 
-    def logits(self, volume: np.ndarray) -> np.ndarray:
-        """Class logits (C, x, y, z) float32 of a raw (x, y, z) volume."""
+    def logits(self, volume: np.ndarray, spacing: Sequence[float] | None = None) -> np.ndarray:
+        """Class logits (C, x, y, z) float32 of a raw (x, y, z) volume, on the volume's grid.
+
+        ``spacing``: the volume's (x, y, z) voxel size in header units. For a model trained on
+        a resampled grid the volume is resampled to it first and the logits are mapped back;
+        ``None`` means the volume is already on the model's grid.
+        """
+        from minivess.data.grid import needs_resampling, resampled_shape, to_shape
+
+        if volume.ndim != 3:
+            raise ValueError(f"expected a (x, y, z) volume, got shape {volume.shape}")
+        if spacing is None or self.target_spacing is None:
+            return self._logits(volume)
+        if not needs_resampling(spacing, self.target_spacing):
+            return self._logits(volume)
+        grid = resampled_shape(volume.shape, spacing, self.target_spacing)
+        logits = self._logits(to_shape(volume, grid))
+        return to_shape(logits, volume.shape)
+
+    def _logits(self, volume: np.ndarray) -> np.ndarray:
         import torch
 
         from minivess.models.sliding import sliding_window
 
-        if volume.ndim != 3:
-            raise ValueError(f"expected a (x, y, z) volume, got shape {volume.shape}")
         image = torch.from_numpy(preprocess_for_inference(volume))[None, None]
         with torch.inference_mode():
             logits = sliding_window(
@@ -75,9 +98,10 @@ class Segmenter:
             )  # fmt: skip
         return logits[0].float().numpy()
 
-    def segment(self, volume: np.ndarray) -> np.ndarray:
-        """Mask (x, y, z) uint8 of class indices (argmax over the logits)."""
-        return np.argmax(self.logits(volume), axis=0).astype(np.uint8)
+    def segment(self, volume: np.ndarray, spacing: Sequence[float] | None = None) -> np.ndarray:
+        """Mask (x, y, z) uint8 of class indices (argmax over the logits), on the input's grid;
+        ``spacing`` as in :meth:`logits`."""
+        return np.argmax(self.logits(volume, spacing), axis=0).astype(np.uint8)
 
 
 def torch_predictor(module: Any) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -140,6 +164,7 @@ def load_segmenter(settings: ServeSettings) -> Segmenter:
                 "minivess.serving.export.export_bundle (minivess serve --model-uri does it)."
             )
     plan = TrainingPlan.load(plan_path)
+    target_spacing = read_spacing(bundle)
     if settings.num_threads:
         torch.set_num_threads(settings.num_threads)
     if settings.backend is Backend.ONNX:
@@ -154,4 +179,23 @@ def load_segmenter(settings: ServeSettings) -> Segmenter:
         settings.sw_overlap if settings.sw_overlap is not None else plan.sw_overlap,
         plan.plan_hash,
     )
-    return Segmenter(predictor, plan, settings.backend, settings.sw_batch_size, settings.sw_overlap)
+    if target_spacing is not None:
+        log.info("model trained at spacing %s: inputs are resampled to it", target_spacing)
+    return Segmenter(
+        predictor, plan, settings.backend, settings.sw_batch_size, settings.sw_overlap,
+        target_spacing=target_spacing,
+    )  # fmt: skip
+
+
+def read_spacing(bundle: Path) -> tuple[float, float, float] | None:
+    """The training grid's spacing of a bundle (``spacing.json``); None when trained natively
+    or when the bundle predates the file."""
+    import json
+
+    path = Path(bundle) / SPACING_FILE
+    if not path.is_file():
+        return None
+    value = json.loads(path.read_text()).get("target_spacing")
+    if value is None:
+        return None
+    return float(value[0]), float(value[1]), float(value[2])

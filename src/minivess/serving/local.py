@@ -73,7 +73,7 @@ def bundle_for(model_uri: str, workdir: Path) -> Path:
     from minivess.serving.deploy import default_smoke_volume
     from minivess.serving.export import export_bundle
     from minivess.serving.nifti import load_volume
-    from minivess.training.checkpoint import load_model
+    from minivess.training.checkpoint import checkpoint_meta, load_model, target_spacing
 
     workdir = Path(workdir)
     if model_uri.startswith(REGISTRY_PREFIX):
@@ -91,7 +91,10 @@ def bundle_for(model_uri: str, workdir: Path) -> Path:
     volume = load_volume(default_smoke_volume(plan, workdir / "smoke"), max_voxels=2**40)
     out = workdir / f"bundle-{key}"
     log.info("exporting %s to %s (parity check on a synthetic volume)", checkpoint, out)
-    return export_bundle(model, plan, out, parity_volume=volume.array).bundle
+    spacing = target_spacing(checkpoint_meta(checkpoint))
+    return export_bundle(
+        model, plan, out, parity_volume=volume.array, target_spacing=spacing
+    ).bundle
 
 
 def serve_foreground(settings: ServeSettings, port: int, host: str = LOOPBACK) -> int:

@@ -47,7 +47,8 @@ class InputRejected(MinivessError):
 
 @dataclass(frozen=True)
 class HeaderInfo:
-    """What the header declares. ``shape`` (x, y, z) voxels, ``spacing_um`` (x, y, z) µm."""
+    """What the header declares. ``shape`` (x, y, z) voxels, ``spacing_um`` (x, y, z) µm,
+    ``spacing`` (x, y, z) in the header's own units (what training's ``target_spacing`` uses)."""
 
     version: int
     shape: tuple[int, int, int]
@@ -55,6 +56,7 @@ class HeaderInfo:
     spacing_um: tuple[float, float, float]
     spacing_unit_assumed: bool
     data_bytes: int
+    spacing: tuple[float, float, float]
     vox_offset: int
 
     @property
@@ -164,6 +166,7 @@ def inspect_header(path: Path, max_voxels: int) -> HeaderInfo:
         spacing_unit_assumed=unit not in _UNIT_TO_UM,
         data_bytes=n * dtype.itemsize,
         vox_offset=int(header["vox_offset"]),
+        spacing=(zooms[0], zooms[1], zooms[2]),
     )
 
 

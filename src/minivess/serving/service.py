@@ -116,7 +116,7 @@ class MinivessSegmenter:
             log.info("rejected %s: %s (%s)", endpoint, err.code, err.message)
             raise
         t0 = time.perf_counter()
-        mask = self.segmenter.segment(vol.array)
+        mask = self.segmenter.segment(vol.array, spacing=vol.info.spacing)
         seconds = time.perf_counter() - t0
         metrics["latency"].labels(endpoint, self.backend).observe(seconds)
         return vol, mask, seconds

@@ -19,6 +19,7 @@ environment or profile. Checksums are ``when_required`` for S3-compatible stores
 from __future__ import annotations
 
 import io
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -182,6 +183,29 @@ def load_model(
     model.to(map_location)
     model.eval()
     return model, plan
+
+
+def spacing_json(resampling: Any) -> str:
+    """The ``target_spacing`` entry of a checkpoint: JSON list (x, y, z, header units) of the
+    grid the model trained on, or ``null`` when training ran at native resolution."""
+    if not resampling.enabled:
+        return "null"
+    return json.dumps([float(v) for v in resampling.target_spacing])
+
+
+def target_spacing(state: dict[str, Any]) -> tuple[float, float, float] | None:
+    """The training grid's spacing recorded in a checkpoint ``state`` (None: native grid).
+
+    Older checkpoints without the entry fall back to their embedded config's resampling.
+    """
+    if "target_spacing" in state:
+        value = json.loads(state["target_spacing"])
+    else:
+        value = json.loads(state.get("config", "{}")).get("resampling") or {}
+        value = value.get("target_spacing") if value.get("enabled") else None
+    if value is None:
+        return None
+    return float(value[0]), float(value[1]), float(value[2])
 
 
 def checkpoint_meta(uri: str | Path, endpoint_url: str | None = None) -> dict[str, Any]:

@@ -344,6 +344,7 @@ class _Run:
             "split": self.split.model_dump_json(),
             "identity": json.dumps(self._identity()),
             "out_channels": OUT_CHANNELS,
+            "target_spacing": ckpt.spacing_json(self.cfg.resampling),
             "model": _unwrap(self.model).state_dict(),
         }
 
