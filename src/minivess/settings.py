@@ -28,6 +28,7 @@ ENV_CACHE_DIR = "MINIVESS_CACHE_DIR"
 ENV_TASK_ID = SKYPILOT_TASK_ID_ENV
 #: torchrun's variables (absent: one process).
 ENV_RANK, ENV_WORLD_SIZE, ENV_LOCAL_RANK = "RANK", "WORLD_SIZE", "LOCAL_RANK"
+ENV_MLFLOW_RETRY_BUDGET = "MINIVESS_MLFLOW_RETRY_BUDGET_S"
 #: Default workspace directory name, relative to the current directory.
 DEFAULT_WORKSPACE = "workspace"
 
@@ -57,6 +58,13 @@ class MlflowSettings(StrictModel):
     """Tracking server location; None means SQLite inside the workspace."""
 
     tracking_uri: str | None = None
+    retry_budget_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="seconds one MLflow request may spend retrying a dead or stalled server "
+        "before the run ends FAILED with one line (MLflow's own default is ~10 min)",
+    )
 
 
 class StorageSettings(StrictModel):
@@ -258,6 +266,8 @@ def load_settings(
         from_env["s3"]["bucket"] = env[ENV_S3_BUCKET]
     if env.get(ENV_TRACKING_URI):
         from_env["mlflow"]["tracking_uri"] = env[ENV_TRACKING_URI]
+    if env.get(ENV_MLFLOW_RETRY_BUDGET):
+        from_env["mlflow"]["retry_budget_s"] = env[ENV_MLFLOW_RETRY_BUDGET]
     parse_model(StorageSettings, raw, str(path))  # the file alone, errors name it
     storage = parse_model(StorageSettings, deep_merge(raw, from_env), f"{path} + environment")
     ws = workspace or Path(env.get(ENV_WORKSPACE, DEFAULT_WORKSPACE))

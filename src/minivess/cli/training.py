@@ -38,6 +38,7 @@ def train(
     ] = None,
 ) -> None:
     """Train one model (one loss, one fold), resuming from CHECKPOINT_DIR/last.pt if present."""
+    _stop_on_sigterm_while_starting()
     from minivess.training.runner import run_train
 
     code = run_train(
@@ -90,3 +91,25 @@ def register(app: typer.Typer, data_app: typer.Typer) -> None:
     """Add this area's commands to the root app and the ``data`` sub-app."""
     app.command("train")(train)
     app.command("evaluate")(evaluate)
+
+
+def _stop_on_sigterm_while_starting() -> None:
+    """Until training installs its own handler, SIGTERM exits 75 at once (nothing to save)."""
+    import signal
+    import sys
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        from minivess.training.loop import PREEMPTED_EXIT_CODE
+
+        print(
+            "preempted (SIGTERM) while starting, before any work; rerun the same command "
+            f"(exit code {PREEMPTED_EXIT_CODE}).",
+            file=sys.stderr,
+        )
+        raise SystemExit(PREEMPTED_EXIT_CODE)
+
+    signal.signal(signal.SIGTERM, stop)

@@ -8,8 +8,12 @@ How it stays fast and small:
       each worker holds one volume at a time, so peak memory is a few volumes, never the
       dataset. Integer images get exact statistics from a chunked histogram (no float copy).
     * Results are cached per volume under a key made of the files' sha256 (plus the
-      profiler version and the label classes), so re-profiling an unchanged dataset reads no
-      voxels; ``DatasetProfile.n_scanned`` / ``n_cached`` say what this call did.
+      profiler version and the label classes), computed from the bytes on every call (never
+      from size and mtime), so re-profiling an unchanged dataset inflates no voxel and a file
+      changed in place is always read again; ``DatasetProfile.n_scanned`` / ``n_cached`` say
+      what this call did.
+    * One bad file never stops the rest: any failure reading or checking a file quarantines
+      it with a one-line reason (``DatasetProfile.rejected``).
 
 The cache lives in ``$MINIVESS_CACHE_DIR`` (default ``~/.cache/minivess``) under ``profile/``,
 outside the data folder, so a DVC-tracked dataset is never modified by profiling.
@@ -41,11 +45,11 @@ from minivess.data.schema import (
 )
 from minivess.data.validation import (
     HeaderInfo,
-    VolumeRejectedError,
     check_header,
     check_pair_headers,
     read_image,
     read_label,
+    rejection_reason,
 )
 from minivess.errors import DataError
 from minivess.settings import cache_root
@@ -202,14 +206,18 @@ def scan_volume(pair: VolumePair, classes: frozenset[int], key: str = "") -> _Sc
     valid wherever the same bytes live) or the one-line reason for quarantine.
     """
     try:
-        info, label_info = check_pair_headers(pair)
-        image = read_image(info)
-        stats = intensity_stats(image)
-        mid = image[:, :, image.shape[2] // 2].copy()
-        del image
-        label = read_label(label_info, classes)
-    except VolumeRejectedError as err:
-        return _ScanResult(key=key, stats=None, reason=str(err), qc=None)
+        return _scan(pair, classes, key)
+    except Exception as err:  # per-file isolation: any failure quarantines this pair only
+        return _ScanResult(key=key, stats=None, reason=rejection_reason(err), qc=None)
+
+
+def _scan(pair: VolumePair, classes: frozenset[int], key: str) -> _ScanResult:
+    info, label_info = check_pair_headers(pair)
+    image = read_image(info)
+    stats = intensity_stats(image)
+    mid = image[:, :, image.shape[2] // 2].copy()
+    del image
+    label = read_label(label_info, classes)
     fg = foreground_voxels(label) / label.size
     warnings = list(info.warnings) + [f"label: {w}" for w in label_info.warnings]
     if fg == 0:
@@ -241,29 +249,21 @@ def _window(stats: dict) -> tuple[float, float]:
 
 
 class _Cache:
-    """Per-volume results on disk, keyed by content; a memo of file hashes keyed by stat."""
+    """Per-volume results on disk, keyed by the content of the files.
+
+    A hit is proven by content: every call hashes every file's bytes (sha256, threaded; about
+    1 s of CPU for 0.7 GB), so a file changed in place with its size and mtime restored misses
+    the cache, is read again, and its gzip CRC is checked.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.memo_path = root / "hashes.json"
-        try:
-            self.memo: dict[str, list] = json.loads(self.memo_path.read_text())
-        except (OSError, ValueError):
-            self.memo = {}
-        self.dirty = False
 
-    def file_hash(self, path: Path) -> str:
-        """sha256 of ``path``, reused while its size and mtime are unchanged."""
-        st = path.stat()
-        key = str(path.resolve())
-        hit = self.memo.get(key)
-        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
-            return hit[2]
+    @staticmethod
+    def file_hash(path: Path) -> str:
+        """sha256 of the bytes of ``path``."""
         with path.open("rb") as fh:
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()
-        self.memo[key] = [st.st_size, st.st_mtime_ns, digest]
-        self.dirty = True
-        return digest
+            return hashlib.file_digest(fh, "sha256").hexdigest()
 
     def entry_path(self, key: str) -> Path:
         return self.root / "volumes" / f"{key}.json"
@@ -288,11 +288,6 @@ class _Cache:
             os.replace(tmp, qc)
         payload = {"stats": result.stats, "reason": result.reason}
         _atomic_write(entry, json.dumps(payload))
-
-    def save_memo(self) -> None:
-        if self.dirty:
-            self.root.mkdir(parents=True, exist_ok=True)
-            _atomic_write(self.memo_path, json.dumps(self.memo))
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -455,7 +450,6 @@ def _hash_files(
     # hashlib releases the GIL on large buffers: a few threads hash files side by side
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         results = dict(zip(files, pool.map(digest, files), strict=True))
-    cache.save_memo()
     keyed = []
     for pair in pairs:
         image, label = Path(pair.image), Path(pair.label or pair.image)
@@ -474,7 +468,7 @@ def dataset_content_hash(data_dir: Path | str, *, cache_dir: Path | None = None)
     """The dataset's content hash (``DatasetProfile.dataset_hash``) without reading voxels.
 
     sha256 over ``relative path: sha256 of the file`` for every discovered file (pairs and
-    quarantined files alike); file hashes are reused while size and mtime are unchanged.
+    quarantined files alike); every byte is read, so any change changes the hash.
     """
     root = Path(data_dir)
     pairs, rejected = discover_pairs(root)
@@ -502,16 +496,48 @@ def _run_scans(
                 bar.advance(task)
         return
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
 
     # largest first so one big volume does not finish alone at the end
     order = sorted(todo, key=lambda t: -Path(t[0].image).stat().st_size)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(scan_volume, pair, classes, key) for pair, key in order]
-        with progress_bar(progress) as bar:
-            task = bar.add_task("profile", total=total, completed=done_already)
+    broken: list[tuple[VolumePair, str]] = []
+    with progress_bar(progress) as bar:
+        task = bar.add_task("profile", total=total, completed=done_already)
+        pool = ProcessPoolExecutor(max_workers=workers)
+        try:
+            futures = {
+                pool.submit(scan_volume, pair, classes, key): (pair, key) for pair, key in order
+            }
             for fut in as_completed(futures):
-                yield fut.result()
+                try:
+                    result = fut.result()
+                except BrokenProcessPool:  # a worker died (OOM kill, a crash in C code)
+                    broken.append(futures[fut])
+                    continue
+                yield result
                 bar.advance(task)
+        finally:
+            # on an early exit (SIGTERM, Ctrl-C) the queued volumes are dropped, not scanned
+            pool.shutdown(wait=True, cancel_futures=True)
+        for pair, key in broken:  # which one killed the pool is unknown: each alone
+            yield _scan_isolated(pair, classes, key)
+            bar.advance(task)
+
+
+def _scan_isolated(pair: VolumePair, classes: frozenset[int], key: str) -> _ScanResult:
+    """:func:`scan_volume` in a process of its own; a crash of that process quarantines ``pair``."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    with ProcessPoolExecutor(max_workers=1) as pool:
+        try:
+            return pool.submit(scan_volume, pair, classes, key).result()
+        except BrokenProcessPool:
+            reason = (
+                "reading it killed the reader process (out of memory, or a crash in a "
+                "decoder); check the file's header and size, or export it again"
+            )
+            return _ScanResult(key=key, stats=None, reason=reason, qc=None)
 
 
 def profile_dataset(
@@ -606,8 +632,8 @@ def scan_headers(data_dir: Path | str) -> tuple[list[HeaderInfo], list[Rejected]
     for pair in pairs:
         try:
             info = check_header(pair.image)
-        except VolumeRejectedError as err:
-            rejected.append(Rejected(file=pair.image, reason=str(err)))
+        except Exception as err:  # per-file isolation: any failure quarantines this file only
+            rejected.append(Rejected(file=pair.image, reason=rejection_reason(err)))
             continue
         headers.append(info)
     return headers, rejected

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import math
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,8 +126,18 @@ def _read_header(path: Path):  # -> nib.Nifti1Header
         )
     try:
         hdr = nib.Nifti1Header(head[:NIFTI1_HEADER_BYTES], check=False)
-        hdr.get_data_dtype()
     except (HeaderDataError, ValueError, KeyError) as err:
+        raise VolumeRejectedError(
+            f"not readable as NIfTI (bad header: {_short(err)}); re-export it as .nii.gz"
+        ) from None
+    try:
+        hdr.get_data_dtype()
+    except KeyError:
+        raise VolumeRejectedError(
+            f"bad header: unknown datatype code {int(hdr['datatype'])}; save it as an "
+            "integer or float32 volume"
+        ) from None
+    except (HeaderDataError, ValueError) as err:
         raise VolumeRejectedError(
             f"not readable as NIfTI (bad header: {_short(err)}); re-export it as .nii.gz"
         ) from None
@@ -147,7 +158,18 @@ def check_header(path: Path | str) -> HeaderInfo:
     """
     path = Path(path)
     hdr = _read_header(path)
-    disk_shape = tuple(int(s) for s in hdr.get_data_shape())
+    ndim = int(hdr["dim"][0])
+    dims = [int(d) for d in hdr["dim"][1 : 1 + ndim]] if 1 <= ndim <= 7 else []
+    if not dims:
+        raise VolumeRejectedError(
+            f"header dim[0] = {ndim} is not a number of axes in 1..7; fix dim in the header"
+        )
+    if min(dims) < 0:
+        raise VolumeRejectedError(
+            f"negative size in header dims {tuple(dims)}: the header is corrupted; "
+            "export the volume again"
+        )
+    disk_shape = tuple(dims)
     shape = disk_shape
     warnings: list[str] = []
     if len(shape) == 4 and shape[3] == 1:
@@ -171,22 +193,84 @@ def check_header(path: Path | str) -> HeaderInfo:
             f"spacing {zooms} is not positive and sane (0 < s <= {MAX_SPACING:g}); "
             "fix pixdim[1:4] in the header"
         )
+    dtype = hdr.get_data_dtype()
+    _check_dtype(dtype)
     slope, inter = hdr.get_slope_inter()
     scaling = None
     if slope is not None and (slope != 1 or (inter or 0) != 0):
         scaling = (float(slope), float(inter or 0.0))
+    offset = int(hdr.get_data_offset())
+    if offset < NIFTI1_HEADER_BYTES:
+        raise VolumeRejectedError(
+            f"header vox_offset {offset} points inside the header; fix vox_offset (>= 352)"
+        )
+    affine = np.asarray(hdr.get_best_affine(), dtype=np.float64)
+    warnings += affine_notes(affine)
     return HeaderInfo(
         file=str(path),
         shape=(shape[0], shape[1], shape[2]),
         spacing=(zooms[0], zooms[1], zooms[2]),
-        dtype=str(hdr.get_data_dtype().newbyteorder("=")),
-        affine=np.asarray(hdr.get_best_affine(), dtype=np.float64),
+        dtype=str(dtype.newbyteorder("=")),
+        affine=affine,
         warnings=warnings,
         disk_shape=disk_shape,
-        data_offset=int(hdr.get_data_offset()),
+        data_offset=offset,
         scaling=scaling,
-        disk_dtype=hdr.get_data_dtype().str,
+        disk_dtype=dtype.str,
     )
+
+
+#: dtype kinds a volume may hold: unsigned/signed integers, floats, booleans.
+_REAL_KINDS = "uifb"
+
+
+def _check_dtype(dtype: np.dtype) -> None:
+    """Reject on-disk dtypes minivess cannot train on (complex, RGB/RGBA, unknown)."""
+    if dtype.kind == "c":
+        raise VolumeRejectedError(
+            f"complex image ({dtype}): minivess trains on real intensities; save the "
+            "magnitude (np.abs) or the real part as float32"
+        )
+    if dtype.names:
+        raise VolumeRejectedError(
+            f"colour image ({'/'.join(dtype.names)} channels): minivess expects one grey "
+            "value per voxel; convert it to greyscale"
+        )
+    if dtype.kind not in _REAL_KINDS or dtype.itemsize == 0:
+        raise VolumeRejectedError(
+            f"unsupported voxel type {dtype}: save it as an integer or float32 volume"
+        )
+
+
+#: Below this, an affine's off-axis direction component counts as zero (not oblique).
+OBLIQUE_TOL = 1e-3
+
+
+def affine_notes(affine: np.ndarray) -> list[str]:
+    """Notes for an oblique (rotated) or sheared voxel-to-world ``affine`` (4×4).
+
+    Training reads voxels as stored, so these only matter when the world orientation does
+    (resampling, overlays in a viewer); they are notes, not rejections.
+
+    Example:
+        >>> affine_notes(np.diag([0.7, 0.7, 5.0, 1.0]))
+        []
+    """
+    axes = np.asarray(affine, dtype=np.float64)[:3, :3]
+    norms = np.linalg.norm(axes, axis=0)
+    if not np.all(np.isfinite(axes)) or np.any(norms == 0):
+        return ["affine is singular or not finite: world coordinates are undefined"]
+    unit = axes / norms
+    notes = []
+    cos = np.abs(unit.T @ unit - np.eye(3)).max()
+    if cos > OBLIQUE_TOL:
+        angle = 90.0 - float(np.degrees(np.arccos(min(1.0, cos))))
+        notes.append(f"sheared affine: voxel axes are {angle:.1f}° off perpendicular")
+    off_axis = float(1.0 - np.abs(unit).max(axis=0).min())
+    if off_axis > OBLIQUE_TOL:
+        deg = float(np.degrees(np.arccos(np.abs(unit).max(axis=0).min())))
+        notes.append(f"oblique affine: a voxel axis is {deg:.1f}° off the world axes")
+    return notes
 
 
 def _inflater():  # -> (decompress object, errors it raises)
@@ -198,29 +282,54 @@ def _inflater():  # -> (decompress object, errors it raises)
     return isal_zlib.decompressobj(wbits=16 + zlib.MAX_WBITS), (isal_zlib.error, zlib.error)
 
 
-def _decompressed(path: Path) -> bytes | bytearray:
+#: Bytes a file may inflate to beyond what its header declares (header, extensions, padding):
+#: ``INFLATE_MARGIN_BYTES`` plus ``INFLATE_MARGIN_FRACTION`` of the declared size.
+INFLATE_MARGIN_BYTES = 1 << 20
+INFLATE_MARGIN_FRACTION = 0.01
+
+
+class InflateLimitError(ValueError):
+    """A compressed file inflates to more bytes than its header allows."""
+
+
+def inflate_cap(declared: int) -> int:
+    """The most bytes a file declaring ``declared`` bytes (header + voxels) may inflate to."""
+    return declared + INFLATE_MARGIN_BYTES + int(declared * INFLATE_MARGIN_FRACTION)
+
+
+def _decompressed(path: Path, cap: int | None = None) -> bytes | bytearray:
     """All bytes of ``path``, gunzipped in one call when it is a single-member gzip.
 
     The inflater checks the gzip trailer (CRC32 and length), so a corrupted block is caught
     even when it still inflates. Multi-member gzip files fall back to the streaming reader.
+    With ``cap``, no more than ``cap`` bytes are ever inflated (a small file that inflates to
+    gigabytes, a "zip bomb", costs at most ``cap`` bytes of memory).
 
     Raises:
+        InflateLimitError: the file holds more than ``cap`` bytes.
         OSError / EOFError / zlib.error (and isal's equivalent) on unreadable, truncated or
         corrupted files.
     """
     raw = path.read_bytes()
     if not path.name.endswith(".gz"):
+        if cap is not None and len(raw) > cap:
+            raise InflateLimitError(f"{len(raw)} bytes, more than the header declares")
         return raw
     inflater, errors = _inflater()
     try:
-        out = inflater.decompress(raw)
+        out = inflater.decompress(raw, cap + 1) if cap is not None else inflater.decompress(raw)
     except errors as err:
         raise zlib.error(str(err)) from None
+    if cap is not None and len(out) > cap:
+        raise InflateLimitError(f"inflates to more than {cap} bytes")
     if not inflater.eof:
         raise EOFError("compressed file ended before the end-of-stream marker")
     if inflater.unused_data.strip(b"\x00"):  # another gzip member follows
         with gzip.open(path, "rb") as fh:
-            return fh.read()
+            data = fh.read(cap + 1) if cap is not None else fh.read()
+        if cap is not None and len(data) > cap:
+            raise InflateLimitError(f"inflates to more than {cap} bytes")
+        return data
     return out
 
 
@@ -233,9 +342,16 @@ def _read_voxels(info: HeaderInfo) -> np.ndarray:
     path = Path(info.file)
     dtype = np.dtype(info.dtype)
     disk_dtype = np.dtype(info.disk_dtype or info.dtype)  # byte order as stored
-    nbytes = int(np.prod(info.disk_shape)) * dtype.itemsize
+    nbytes = math.prod(info.disk_shape) * dtype.itemsize
+    cap = inflate_cap(info.data_offset + nbytes)
     try:
-        buf = _decompressed(path)
+        buf = _decompressed(path, cap)
+    except InflateLimitError as err:
+        raise VolumeRejectedError(
+            f"holds more data than its header declares ({_short(err)}; header: "
+            f"{info.disk_shape} {dtype}); a corrupted header or a decompression bomb, "
+            "export it again"
+        ) from None
     except _READ_ERRORS as err:
         raise VolumeRejectedError(
             f"truncated or corrupted file ({_short(err)}); copy or export it again"
@@ -298,6 +414,19 @@ def read_image(info: HeaderInfo) -> np.ndarray:
                 f"{bad} NaN/Inf voxel(s) in the image; fix or mask them before training"
             )
     return image
+
+
+def read_checked(path: Path | str) -> tuple[np.ndarray, HeaderInfo]:
+    """Header check, then the voxels with the gzip CRC verified: what training reads.
+
+    Returns:
+        ``(voxels of shape header.shape, header)``.
+
+    Raises:
+        VolumeRejectedError: the one-line reason (corrupted, truncated, bad header, ...).
+    """
+    info = check_header(path)
+    return read_image(info), info
 
 
 def read_label(label_info: HeaderInfo, classes: frozenset[int] = DEFAULT_CLASSES) -> np.ndarray:
@@ -370,10 +499,26 @@ def _present_values(label: np.ndarray) -> np.ndarray:
     return np.flatnonzero(seen)
 
 
+def rejection_reason(err: BaseException) -> str:
+    """The one-line quarantine reason for any error raised while reading or checking a file.
+
+    Per-file isolation: whatever goes wrong with one file (a check, a header nibabel cannot
+    parse, a dtype numpy cannot view, memory) quarantines that file, and the run goes on.
+    """
+    if isinstance(err, VolumeRejectedError):
+        return str(err)
+    if isinstance(err, MemoryError):
+        return (
+            "not enough memory to read it (the header declares more voxels than fit); "
+            "check the header's dims or read it on a larger machine"
+        )
+    return f"not readable ({type(err).__name__}: {_short(err)}); check or export the file again"
+
+
 def validate_pair(pair: VolumePair, classes: frozenset[int] = DEFAULT_CLASSES) -> Rejected | None:
     """None when ``pair`` passes every check, else its :class:`Rejected` entry."""
     try:
         load_checked(pair, classes)
-    except VolumeRejectedError as err:
-        return Rejected(file=pair.image, reason=str(err))
+    except Exception as err:  # per-file isolation: any failure quarantines this pair only
+        return Rejected(file=pair.image, reason=rejection_reason(err))
     return None

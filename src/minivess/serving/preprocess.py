@@ -20,7 +20,9 @@ import numpy as np
 from minivess.keys import Keys
 
 #: Training steps that load, reshape or resample; serving has done (or skips) these.
-_LOADING_STEPS = frozenset({"LoadImaged", "EnsureChannelFirstd", "EnsureTyped", "Spacingd"})
+_LOADING_STEPS = frozenset(
+    {"LoadImaged", "LoadCheckedd", "EnsureChannelFirstd", "EnsureTyped", "Spacingd"}
+)
 
 
 @lru_cache(maxsize=1)

@@ -77,10 +77,13 @@ def connect(settings: Settings) -> Any:
     """
     import mlflow
 
+    from minivess.tracking.faults import replay_pending
+
     check_tracking_server(settings.tracking_uri)
     check_bucket(settings.storage.s3)
     client = mlflow.MlflowClient(settings.tracking_uri)
     setattr(client, _S3_ENV_ATTR, mlflow_s3_env(settings.storage.s3))
+    replay_pending(settings.workspace, settings.tracking_uri, client)
     return client
 
 
@@ -122,21 +125,80 @@ def flow_run(
 ) -> Iterator[Any]:
     """Start (or resume, with ``run_id``) a run in the flow's experiment, tagged per contract.
 
-    The run ends FAILED if the body raises, so a half-done run is never mistaken for a result.
+    The run ends FAILED if the body raises (KILLED when the error says so, e.g. a preempted
+    training), so a half-done run is never mistaken for a result. Every MLflow request in the
+    block retries a dead or stalled server for at most ``mlflow.retry_budget_s`` seconds; then
+    the block raises :class:`TrackingUnavailableError` (one line naming the URI and the fix),
+    and the run's end is journaled and recorded on the next connection.
     """
     import mlflow
+    from mlflow.exceptions import MlflowException
 
+    from minivess.tracking import faults
+
+    budget = settings.storage.mlflow.retry_budget_s
     all_tags = {Tag.FLOW.value: flow.value, **{str(k): str(v) for k, v in (tags or {}).items()}}
-    exp = experiment_id(client, flow, settings)
-    with (
-        session(client),
-        mlflow.start_run(
+    with faults.http_limits(budget), session(client):
+        exp = experiment_id(client, flow, settings)
+        run = mlflow.start_run(
             run_id=run_id, experiment_id=None if run_id else exp, run_name=run_name, tags=all_tags
-        ) as run,
-    ):
+        )
         if run_id:
             mlflow.set_tags(all_tags)
-        yield run
+        run_id = run.info.run_id
+        try:
+            yield run
+        except BaseException as err:
+            status = getattr(err, "mlflow_status", "FAILED")
+            if isinstance(err, KeyboardInterrupt):
+                status = "KILLED"
+            down = isinstance(err, MlflowException) and not _answers(settings.tracking_uri)
+            if not down and _end_run(status):
+                raise
+            faults.record_pending(settings.workspace, settings.tracking_uri, run_id, status)
+            with contextlib.suppress(Exception):
+                mlflow.end_run(status)  # mlflow's local state only; the server is away
+            if down or isinstance(err, MlflowException):
+                raise TrackingUnavailableError(
+                    faults.unreachable_message(
+                        settings.tracking_uri, budget, run_id, _first_line(err)
+                    )
+                ) from None
+            raise
+        if not _end_run("FINISHED"):
+            faults.record_pending(settings.workspace, settings.tracking_uri, run_id, "FAILED")
+            raise TrackingUnavailableError(
+                faults.unreachable_message(
+                    settings.tracking_uri, budget, run_id, "ending the run failed"
+                )
+            )
+
+
+def _answers(uri: str) -> bool:
+    """True when the tracking server answers ``/health`` now (one try; local stores: True)."""
+    try:
+        check_tracking_server(uri, attempts=1)
+    except TrackingUnavailableError:
+        return False
+    return True
+
+
+def _end_run(status: str) -> bool:
+    """End mlflow's active run with ``status``; False when the server did not take it."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.end_run(status)
+    except MlflowException as err:
+        log.warning("could not record the run's end (%s): %s", status, _first_line(err))
+        return False
+    return True
+
+
+def _first_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def load_text(client: Any, run_id: str, path: str) -> str:

@@ -97,6 +97,22 @@ def write_bytes(uri: str | Path, data: bytes, endpoint_url: str | None = None) -
     return str(path)
 
 
+def clean_orphans(directory: str | Path) -> list[Path]:
+    """Delete the temp files a killed writer left in a local checkpoint ``directory``.
+
+    :func:`write_bytes` writes ``.<name>.<random>.tmp`` and renames it; a SIGKILL between the
+    two leaves the temp file behind. Call this at the start of a run (one writer per
+    directory). S3 writes are single PUTs and leave nothing. Returns the deleted paths.
+    """
+    if is_s3(directory) or not Path(directory).is_dir():
+        return []
+    removed = []
+    for tmp in Path(directory).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
 def read_bytes(uri: str | Path, endpoint_url: str | None = None) -> bytes:
     """Read a whole local file or S3 object.
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from minivess.errors import ConfigError, MinivessError
+from minivess.errors import ConfigError, DataError, MinivessError
 from minivess.keys import Keys
 from minivess.planning.plan import TrainingPlan
 from minivess.tracking.contract import Artifact, Tag
@@ -55,6 +55,8 @@ class TrainingPreempted(MinivessError):
     """SIGTERM arrived; the state is in ``checkpoint``. Rerun the same command to resume."""
 
     exit_code = PREEMPTED_EXIT_CODE
+    #: How the MLflow run of a preempted training ends (read by the tracking adapter).
+    mlflow_status = "KILLED"
 
     def __init__(self, checkpoint: str, epoch: int, step: int) -> None:
         super().__init__(
@@ -64,6 +66,23 @@ class TrainingPreempted(MinivessError):
         self.checkpoint = checkpoint
         self.epoch = epoch
         self.step = step
+
+
+class PreemptedInSetup(TrainingPreempted):
+    """SIGTERM arrived before the first training step (data gate, caching, model build).
+
+    No step was lost: the newest consistent checkpoint is whatever ``checkpoint`` held before
+    (nothing is written during setup). Rerun the same command to resume.
+    """
+
+    def __init__(self, checkpoint: str, phase: str) -> None:
+        MinivessError.__init__(
+            self,
+            f"preempted (SIGTERM) during {phase}, before any training step; no state lost "
+            f"(checkpoint: {checkpoint}); rerun the same command to resume "
+            f"(exit code {PREEMPTED_EXIT_CODE}).",
+        )
+        self.checkpoint, self.epoch, self.step = checkpoint, 0, 0
 
 
 class TrainSummary(BaseModel):
@@ -89,19 +108,42 @@ class TrainSummary(BaseModel):
 
 
 class _StopFlag:
-    """Set by SIGTERM; read by the loop between steps."""
+    """Set by SIGTERM; read by the loop between steps.
 
-    def __init__(self) -> None:
+    While :attr:`setup_phase` names a phase (data gate, caching, model build), there is no
+    new state to save, so SIGTERM raises :class:`PreemptedInSetup` at once instead: setup is
+    left within a bounded time (the running volume scans finish, queued ones are dropped).
+    """
+
+    def __init__(self, checkpoint: str = "none yet") -> None:
         self.requested = False
+        self.setup_phase: str | None = None
+        self.checkpoint = checkpoint
 
     def __call__(self, signum: int, frame: Any) -> None:
-        log.warning("SIGTERM received: finishing this step, then writing a checkpoint")
         self.requested = True
+        if self.setup_phase is not None:
+            log.warning("SIGTERM received during %s: stopping now", self.setup_phase)
+            phase, self.setup_phase = self.setup_phase, None  # raise once
+            raise PreemptedInSetup(self.checkpoint, phase)
+        log.warning("SIGTERM received: finishing this step, then writing a checkpoint")
+
+    @contextmanager
+    def setup(self, phase: str) -> Iterator[None]:
+        """Within this block SIGTERM stops at once (see the class docstring)."""
+        if self.requested:  # arrived before the block: stop before starting it
+            raise PreemptedInSetup(self.checkpoint, phase)
+        self.setup_phase = phase
+        try:
+            yield
+        finally:
+            self.setup_phase = None
 
 
 @contextmanager
-def _sigterm_flag() -> Iterator[_StopFlag]:
-    flag = _StopFlag()
+def sigterm_flag(checkpoint: str = "none yet") -> Iterator[_StopFlag]:
+    """Install the SIGTERM handler (main thread only) for the block; restore the old one."""
+    flag = _StopFlag(checkpoint)
     if threading.current_thread() is not threading.main_thread():
         yield flag  # signal handlers can only be installed from the main thread
         return
@@ -475,18 +517,27 @@ class _Run:
 
     def run(self) -> TrainSummary:
         self.resumed_from = None
-        self._build()
-        start, skip, loss_sum = self._resume()
-        if self.resumed_from is None:
-            self._save_run_files()
-        self._log_start()
-        with _sigterm_flag() as stop, _progress(self.progress) as bar:
-            for epoch in range(start, self.cfg.epochs):
-                train_loss = self._epoch(epoch, skip, loss_sum, stop, bar)
-                skip, loss_sum = 0, 0.0
-                self._end_epoch(epoch, train_loss)
-                if epoch + 1 < self.cfg.epochs and _any(self.ctx, stop.requested):
-                    raise TrainingPreempted(self.last_uri, epoch + 1, 0)
+        with sigterm_flag(self.last_uri) as stop:
+            with stop.setup("training setup (data gate, model build)"):
+                self._build()
+                if self.ctx.is_main:
+                    ckpt.clean_orphans(self.dir)
+                start, skip, loss_sum = self._resume()
+                if self.resumed_from is None:
+                    self._save_run_files()
+            self._log_start()
+            with _progress(self.progress) as bar:
+                return self._loop(start, skip, loss_sum, stop, bar)
+
+    def _loop(
+        self, start: int, skip: int, loss_sum: float, stop: _StopFlag, bar: Any
+    ) -> TrainSummary:
+        for epoch in range(start, self.cfg.epochs):
+            train_loss = self._epoch(epoch, skip, loss_sum, stop, bar)
+            skip, loss_sum = 0, 0.0
+            self._end_epoch(epoch, train_loss)
+            if epoch + 1 < self.cfg.epochs and _any(self.ctx, stop.requested):
+                raise TrainingPreempted(self.last_uri, epoch + 1, 0)
         summary = self._summary()
         self._log_end(summary)
         return summary
@@ -645,5 +696,21 @@ def train(
     try:
         run = _Run(data_dir, plan, cfg, tracker or NullTracker(), progress, ctx, endpoint_url)
         return run.run()
+    except RuntimeError as err:  # MONAI wraps a transform's error: report the data error
+        cause = _data_error_in(err)
+        if cause is None:
+            raise
+        raise cause from None
     finally:
         teardown(ctx)
+
+
+def _data_error_in(err: BaseException) -> DataError | None:
+    """The :class:`DataError` in ``err``'s cause chain (MONAI's transform wrapping), if any."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, DataError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None

@@ -7,7 +7,7 @@ the same path.
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from minivess.config import parse_model, parse_set_overrides
 from minivess.planning.plan import TrainingPlan
 from minivess.settings import Settings, load_settings
 from minivess.training.config import TrainConfig
-from minivess.training.loop import TrainingPreempted, TrainSummary, train
+from minivess.training.loop import TrainingPreempted, TrainSummary, sigterm_flag, train
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +67,12 @@ def run_train(
     """
     settings = settings or load_settings()
     cfg = parse_model(TrainConfig, cfg_fields, "minivess train options")
-    plan = resolve_plan(Path(data), model, plan_path, overrides)
     try:
-        with _tracking_run(cfg, plan, settings) as run:
+        # SIGTERM while planning (the data gate) or connecting stops at once: nothing to save
+        with sigterm_flag(cfg.checkpoint_dir) as stop, ExitStack() as stack:
+            with stop.setup("planning (data gate) and connecting to MLflow"):
+                plan = resolve_plan(Path(data), model, plan_path, overrides)
+                run = stack.enter_context(_tracking_run(cfg, plan, settings))
             tracker = None
             if run is not None:
                 from minivess.tracking.mlflow_tracker import MlflowTracker

@@ -82,7 +82,8 @@ class FgBgIndicesd(MapTransform):
 
 
 def load_transforms(resampling: ResamplingConfig, with_label: bool = True) -> list:
-    """Load, channel-first, optional resampling, binary label, per-volume normalisation.
+    """Load (integrity-checked: :class:`~minivess.training.reader.CheckedNiftiReader`),
+    channel-first, optional resampling, binary label, per-volume normalisation.
 
     Output: ``image`` float32 (1, x, y, z) with zero mean / unit std; ``label`` float32
     (1, x, y, z) in {0, 1}. These are the deterministic (cacheable) steps, shared with serving.
@@ -91,14 +92,15 @@ def load_transforms(resampling: ResamplingConfig, with_label: bool = True) -> li
         AsDiscreted,
         EnsureChannelFirstd,
         EnsureTyped,
-        LoadImaged,
         NormalizeIntensityd,
         Spacingd,
     )
 
+    from minivess.training.reader import LoadCheckedd
+
     keys = IMAGE_LABEL if with_label else [Keys.IMAGE.value]
     steps: list = [
-        LoadImaged(keys=keys, image_only=True),
+        LoadCheckedd(keys=keys),
         EnsureChannelFirstd(keys=keys),
         EnsureTyped(keys=keys, dtype="float32", track_meta=resampling.enabled),
     ]
