@@ -708,9 +708,10 @@ def train(
 def _data_error_in(err: BaseException) -> DataError | None:
     """The :class:`DataError` in ``err``'s cause chain (MONAI's transform wrapping), if any."""
     seen: set[int] = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, DataError):
-            return err
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
+    link: BaseException | None = err
+    while link is not None and id(link) not in seen:
+        if isinstance(link, DataError):
+            return link
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
     return None

@@ -13,6 +13,7 @@ Use it through :class:`LoadCheckedd` (``LoadImaged(reader=...)`` would fall back
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,18 +34,18 @@ class CheckedNiftiReader(ImageReader):
     ``original_affine``, ``spatial_shape``, ``original_channel_dim`` = no channel).
     """
 
-    def verify_suffix(self, filename: Sequence[str | Path] | str | Path) -> bool:
-        names = [filename] if isinstance(filename, (str, Path)) else list(filename)
+    def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
+        names = [filename] if isinstance(filename, (str, os.PathLike)) else list(filename)
         return all(str(n).endswith((".nii", ".nii.gz")) for n in names)
 
-    def read(self, data: Sequence[str | Path] | str | Path, **kwargs: Any) -> Any:
+    def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs: Any) -> Any:
         from minivess.data.validation import (
             VolumeRejectedError,
             read_checked,
             rejection_reason,
         )
 
-        names = [data] if isinstance(data, (str, Path)) else list(data)
+        names = [data] if isinstance(data, (str, os.PathLike)) else list(data)
         out = []
         for name in names:
             try:
