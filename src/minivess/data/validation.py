@@ -466,7 +466,11 @@ def _check_label_values(label: np.ndarray, classes: frozenset[int], label_name: 
     allowed = sorted(classes)
     if label.dtype.kind == "f":
         finite = np.isfinite(label)
-        if not finite.all() or not np.array_equal(label[finite], np.round(label[finite])):
+        if (
+            not finite.all()
+            or not np.array_equal(label[finite], np.round(label[finite]))
+            or (label.size and float(np.abs(label).max()) > 2**31)
+        ):
             raise VolumeRejectedError(
                 f"label {label_name}: non-integer values; labels must hold classes {allowed}"
             )
