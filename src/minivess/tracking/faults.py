@@ -52,19 +52,28 @@ def retry_limits(budget_s: float, retries: int = BUDGET_RETRIES) -> dict[str, st
 
 
 @contextlib.contextmanager
-def http_limits(budget_s: float, retries: int = BUDGET_RETRIES) -> Iterator[None]:
+def http_limits(
+    budget_s: float, retries: int = BUDGET_RETRIES, *, override: bool = False
+) -> Iterator[None]:
     """Scope :func:`retry_limits` over the block (MLflow reads them only from the environment).
 
-    The variables are set only where the user has not set them, and restored on exit; this is
-    the one place minivess touches the environment, and only for the block's duration.
+    The variables are set only where the user has not set them (``override``: set them all,
+    for a last quick call inside an outer scope), and restored on exit; this is the one place
+    minivess touches the environment, and only for the block's duration.
     """
-    added = {k: v for k, v in retry_limits(budget_s, retries).items() if k not in os.environ}
-    os.environ.update(added)
+    limits = retry_limits(budget_s, retries)
+    saved = {k: os.environ.get(k) for k in limits}
+    changed = {k: v for k, v in limits.items() if override or k not in os.environ}
+    os.environ.update(changed)
     try:
         yield
     finally:
-        for key in added:
-            os.environ.pop(key, None)
+        for key in changed:
+            old = saved[key]
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
 
 
 def unreachable_message(uri: str, budget_s: float, run_id: str | None, detail: str) -> str:

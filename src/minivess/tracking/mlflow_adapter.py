@@ -156,8 +156,9 @@ def flow_run(
             if not down and _end_run(status):
                 raise
             faults.record_pending(settings.workspace, settings.tracking_uri, run_id, status)
-            with contextlib.suppress(Exception):
-                mlflow.end_run(status)  # mlflow's local state only; the server is away
+            # one quick try, so mlflow's own state is cleared; the journal does the rest
+            with contextlib.suppress(Exception), faults.http_limits(1, 0, override=True):
+                mlflow.end_run(status)
             if down or isinstance(err, MlflowException):
                 raise TrackingUnavailableError(
                     faults.unreachable_message(
@@ -403,16 +404,38 @@ def latest_version(client: Any, name: str = REGISTERED_MODEL) -> RegisteredVersi
     )
 
 
+def version_artifacts_missing(version: RegisteredVersion, detail: str) -> ContractError:
+    """The one-line refusal for a registered version whose stored files are gone."""
+    return ContractError(
+        f"registered model {version.name} version {version.version}: its artifacts at "
+        f"{version.source} are missing or unreadable ({detail}); re-run the analysis flow "
+        "to register a complete version (`minivess flows run analysis`), or choose another."
+    )
+
+
 def download_version(client: Any, version: RegisteredVersion, dst: Path) -> Path:
-    """Download a version's files into ``dst`` and return that directory."""
+    """Download a version's files into ``dst`` and return that directory.
+
+    Raises:
+        ContractError: the version's artifacts are missing from the artifact store (one line,
+            see :func:`version_artifacts_missing`).
+    """
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     dst.mkdir(parents=True, exist_ok=True)
-    with session(client):
-        path = mlflow.artifacts.download_artifacts(
-            artifact_uri=version.source, dst_path=str(dst), tracking_uri=client.tracking_uri
-        )
-    return Path(path)
+    try:
+        with session(client):
+            path = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=version.source, dst_path=str(dst), tracking_uri=client.tracking_uri
+                )
+            )
+    except (MlflowException, OSError) as err:
+        raise version_artifacts_missing(version, _first_line(err)) from None
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        raise version_artifacts_missing(version, "nothing was downloaded")
+    return path
 
 
 def mark_deployed(

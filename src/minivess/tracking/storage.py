@@ -15,6 +15,9 @@ from minivess.settings import S3Settings
 S3_MAX_ATTEMPTS = 3
 #: Seconds to wait for a TCP connection to the endpoint.
 S3_CONNECT_TIMEOUT_S = 3
+#: Seconds to wait for a read; a stalled endpoint then fails within about
+#: S3_MAX_ATTEMPTS × (S3_CONNECT_TIMEOUT_S + S3_READ_TIMEOUT_S) plus backoff (under a minute).
+S3_READ_TIMEOUT_S = 15
 
 
 class StorageUnavailableError(MinivessError):
@@ -29,7 +32,7 @@ def s3_client(endpoint_url: str | None = None) -> Any:
     config = Config(
         retries={"max_attempts": S3_MAX_ATTEMPTS, "mode": "standard"},
         connect_timeout=S3_CONNECT_TIMEOUT_S,
-        read_timeout=30,
+        read_timeout=S3_READ_TIMEOUT_S,
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )

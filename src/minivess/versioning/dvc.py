@@ -34,12 +34,38 @@ class DataVersion:
     data_hash: str
 
 
-def _dvc(project: Path, *args: str) -> str:
+#: Seconds a dvc command may run before it is stopped (a stalled remote must not hang us).
+DVC_TIMEOUT_S = 600.0
+#: Seconds DVC's S3 client waits to connect / for a read before retrying (dvc-s3 options).
+S3_CONNECT_TIMEOUT_S, S3_READ_TIMEOUT_S = 10, 30
+#: DVC's support banner, printed after every error; never the reason.
+_BANNER = ("Having any troubles?", "https://dvc.org/support", "https://discord.com/invite")
+
+
+def _reason(output: str) -> str:
+    """DVC's own error lines from its output (its ``ERROR:`` lines, without the banner)."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not any(b in ln for b in _BANNER)]
+    errors = [ln.removeprefix("ERROR:").strip() for ln in lines if ln.startswith("ERROR")]
+    text = " / ".join(errors or lines[-3:]) or "no message"
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+def _dvc(project: Path, *args: str, timeout: float = DVC_TIMEOUT_S) -> str:
     cmd = [sys.executable, "-m", "dvc", *args]
-    proc = subprocess.run(cmd, cwd=project, capture_output=True, text=True, check=False)
+    try:
+        proc = subprocess.run(
+            cmd, cwd=project, capture_output=True, text=True, check=False, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        raise DvcError(
+            f"`dvc {' '.join(args)}` in {project} did not finish in {timeout:g} s (remote "
+            "stalled or unreachable?); check the remote's endpoint and rerun"
+        ) from None
     if proc.returncode != 0:
-        msg = (proc.stderr or proc.stdout).strip().splitlines()
-        raise DvcError(f"`dvc {' '.join(args)}` failed in {project}: {' / '.join(msg[-3:])}")
+        raise DvcError(
+            f"`dvc {' '.join(args)}` failed in {project}: {_reason(proc.stderr + proc.stdout)}"
+        )
     return proc.stdout
 
 
@@ -65,6 +91,9 @@ def init_project(project: Path, settings: Settings) -> None:
     endpoint = settings.storage.s3.endpoint_url
     if url.startswith("s3://") and endpoint:
         _dvc(project, "remote", "modify", REMOTE_NAME, "endpointurl", endpoint)
+    if url.startswith("s3://"):
+        _dvc(project, "remote", "modify", REMOTE_NAME, "connect_timeout", str(S3_CONNECT_TIMEOUT_S))
+        _dvc(project, "remote", "modify", REMOTE_NAME, "read_timeout", str(S3_READ_TIMEOUT_S))
 
 
 def data_hash(dvc_file: Path) -> str:
@@ -94,16 +123,36 @@ def _project_of(data_dir: Path, project: Path | None) -> Path:
     return project
 
 
-def version_data(data_dir: Path, settings: Settings, project: Path | None = None) -> DataVersion:
-    """``dvc add`` the directory and ``dvc push`` it to the configured remote."""
+def version_data(
+    data_dir: Path, settings: Settings, project: Path | None = None, timeout: float = DVC_TIMEOUT_S
+) -> DataVersion:
+    """``dvc add`` the directory and ``dvc push`` it; the new ``.dvc`` file stays only if the
+    push succeeded.
+
+    Nothing is half-versioned: when the push fails or times out, ``<data>.dvc`` is restored to
+    what it was before (or removed, if it did not exist), so a clone never sees a version
+    whose data is not on the remote.
+
+    Raises:
+        DvcError: DVC's own error message (e.g. ``NoSuchBucket``), or the timeout.
+    """
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: not a directory; pass the dataset directory to version.")
     project = _project_of(data_dir, project)
     init_project(project, settings)
     rel = data_dir.resolve().relative_to(project)
-    _dvc(project, "add", "-q", str(rel))
-    _dvc(project, "push", "-q", "-r", REMOTE_NAME)
     dvc_file = project / f"{rel}.dvc"
+    previous = dvc_file.read_bytes() if dvc_file.is_file() else None
+    try:
+        _dvc(project, "add", str(rel), timeout=timeout)
+        _dvc(project, "push", "-r", REMOTE_NAME, str(dvc_file.name), timeout=timeout)
+    except BaseException:
+        if previous is None:
+            dvc_file.unlink(missing_ok=True)
+        else:
+            dvc_file.write_bytes(previous)
+        log.warning("data version rolled back: %s is as it was before", dvc_file)
+        raise
     version = DataVersion(dvc_file=dvc_file, data_hash=data_hash(dvc_file))
     log.info("versioned %s as %s (remote %s)", data_dir, version.data_hash, remote_url(settings))
     return version
@@ -115,5 +164,5 @@ def pull_data(project: Path, settings: Settings | None = None) -> list[Path]:
         raise DataError(f"{project}: not a DVC project (no .dvc/); clone one or run `dvc init`.")
     if settings is not None:
         init_project(project, settings)
-    _dvc(project, "pull", "-q", "-r", REMOTE_NAME)
+    _dvc(project, "pull", "-r", REMOTE_NAME)
     return [project / f.stem for f in sorted(project.glob("*.dvc")) if f.is_file()]

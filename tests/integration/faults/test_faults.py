@@ -159,3 +159,155 @@ def test_orphan_tmp_checkpoints_are_cleaned_on_the_next_start(
     train(tiny_data, plan_factory(), cfg, progress=False)
     assert not orphan.exists()
     assert (ck / "last.pt").is_file()
+
+
+# --------------------------------------------------------------------------- storage faults
+
+
+@pytest.fixture
+def moto_process(tmp_path: Path):
+    """A moto S3 server in its own process (so SIGSTOP can stall it), with fake credentials."""
+    from tests.integration.conftest import FAKE_AWS, free_port, wait_http
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=(tmp_path / "moto.log").open("w"),
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    saved = {k: os.environ.get(k) for k in FAKE_AWS}
+    os.environ.update(FAKE_AWS)
+    try:
+        wait_http(url + "/moto-api/", timeout=60)
+        yield proc, url
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.kill()
+        proc.wait(timeout=20)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _small_dataset(root: Path) -> Path:
+    data = root / "data"
+    (data / "raw").mkdir(parents=True)
+    (data / "raw" / "mv01.nii.gz").write_bytes(b"x" * 1000)
+    return data
+
+
+def test_data_version_to_a_missing_bucket_shows_dvcs_reason_and_rolls_back(
+    tmp_path: Path, moto_process
+) -> None:
+    from minivess.settings import load_settings
+    from minivess.versioning.dvc import DvcError, version_data
+
+    _, url = moto_process
+    ws = tmp_path / "ws"
+    data = _small_dataset(ws)
+    env = {"MINIVESS_S3_BUCKET": "no-such-bucket", "MINIVESS_S3_ENDPOINT_URL": url}
+    with pytest.raises(DvcError) as err:
+        version_data(data, load_settings(ws, environ=env), timeout=120)
+    message = str(err.value)
+    assert "NoSuchBucket" in message or "does not exist" in message, message
+    assert "dvc.org/support" not in message and "\n" not in message
+    assert not (ws / "data.dvc").exists()  # nothing half-versioned
+
+
+def test_stalled_s3_ends_dvc_and_checkpoints_in_one_line_within_a_bound(
+    tmp_path: Path, moto_process
+) -> None:
+    import boto3
+
+    from minivess.settings import load_settings
+    from minivess.training.checkpoint import CheckpointError, write_bytes
+    from minivess.versioning.dvc import DvcError, version_data
+
+    proc, url = moto_process
+    boto3.client("s3", endpoint_url=url).create_bucket(Bucket="stalled")
+    ws = tmp_path / "ws"
+    data = _small_dataset(ws)
+    (ws / "data.dvc").parent.mkdir(parents=True, exist_ok=True)
+    settings = load_settings(
+        ws, environ={"MINIVESS_S3_BUCKET": "stalled", "MINIVESS_S3_ENDPOINT_URL": url}
+    )
+    proc.send_signal(signal.SIGSTOP)  # the endpoint accepts connections, then never answers
+    t0 = time.monotonic()
+    with pytest.raises(DvcError) as err:
+        version_data(data, settings, timeout=20)
+    assert time.monotonic() - t0 < 120  # generous harness bound (the timeout is 20 s)
+    assert "did not finish" in str(err.value) or "timed out" in str(err.value).lower()
+    assert not (ws / "data.dvc").exists()
+
+    os.environ["MINIVESS_S3_ENDPOINT_URL"] = url
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(CheckpointError) as ck_err:
+            write_bytes("s3://stalled/run/last.pt", b"state")
+        assert time.monotonic() - t0 < 180  # harness bound; the client's budget is ~1 min
+    finally:
+        os.environ.pop("MINIVESS_S3_ENDPOINT_URL", None)
+    assert "s3://stalled/run/last.pt" in str(ck_err.value)
+
+
+def _mlflow_server(root: Path, port: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "mlflow", "server",
+            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination", str(root / "artifacts"),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        ],
+        stdout=subprocess.DEVNULL, stderr=(root / "server.log").open("a"),
+    )  # fmt: skip
+
+
+def test_mlflow_killed_mid_run_fails_in_one_line_and_the_run_ends_failed(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    from minivess.settings import load_settings
+    from minivess.tracking.mlflow_adapter import connect
+    from tests.fixtures.tiny import tiny_plan
+    from tests.integration.conftest import free_port, wait_http
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = _mlflow_server(tmp_path, port)
+    plan = tiny_plan().save(tmp_path / "plan.json")
+    ws = tmp_path / "ws"
+    env = _env(
+        tmp_path,
+        MLFLOW_TRACKING_URI=url,
+        MINIVESS_WORKSPACE=str(ws),
+        MINIVESS_MLFLOW_RETRY_BUDGET_S="15",
+    )
+    cmd = _train_cli(tiny_data, tmp_path, "--plan", str(plan))
+    cmd[cmd.index("--epochs") + 1] = "30"
+    train = None
+    try:
+        wait_http(url + "/health", timeout=90)
+        train = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=tmp_path,
+        )  # fmt: skip
+        deadline = time.monotonic() + 240
+        while not (tmp_path / "ck" / "last.pt").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)  # epoch 1 written: the run is live on the server
+        server.kill()
+        server.wait(timeout=20)
+        out, _ = train.communicate(timeout=150)  # generous harness bound (budget 15 s)
+        assert train.returncode not in (0, 75), out[-3000:]
+        assert f"MLflow tracking server {url} stopped answering" in out, out[-3000:]
+        assert "Traceback" not in out
+        server = _mlflow_server(tmp_path, port)  # back up: the next connection ends the run
+        wait_http(url + "/health", timeout=90)
+        client = connect(load_settings(ws, environ={"MLFLOW_TRACKING_URI": url}))
+        exps = [e.experiment_id for e in client.search_experiments()]
+        assert [r.info.status for r in client.search_runs(exps)] == ["FAILED"]
+    finally:
+        if train is not None and train.poll() is None:
+            train.kill()
+        server.kill()
+        server.wait(timeout=20)
