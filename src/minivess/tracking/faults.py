@@ -61,19 +61,11 @@ def http_limits(
     for a last quick call inside an outer scope), and restored on exit; this is the one place
     minivess touches the environment, and only for the block's duration.
     """
+    from minivess.settings import scoped_environ
+
     limits = retry_limits(budget_s, retries)
-    saved = {k: os.environ.get(k) for k in limits}
-    changed = {k: v for k, v in limits.items() if override or k not in os.environ}
-    os.environ.update(changed)
-    try:
+    with scoped_environ({k: v for k, v in limits.items() if override or k not in os.environ}):
         yield
-    finally:
-        for key in changed:
-            old = saved[key]
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
 
 
 def unreachable_message(uri: str, budget_s: float, run_id: str | None, detail: str) -> str:
