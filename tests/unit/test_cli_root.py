@@ -43,3 +43,24 @@ def test_project_errors_are_one_line_with_exit_code_2(tmp_path) -> None:
     assert proc.returncode == 2
     assert "error:" in proc.stderr and "nope.yaml: file not found" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_prefect_startup_timeout_is_one_line_not_a_traceback(monkeypatch, capsys) -> None:
+    """Prefect's temporary server did not come up: one line with the fix, exit code 2.
+
+    The timeout itself cannot be provoked reliably here, so the app raises Prefect's own
+    error text (prefect 3.9 ``SubprocessASGIServer.start``).
+    """
+    import pytest
+
+    import minivess.cli as cli
+
+    def app() -> None:
+        raise RuntimeError(cli.PREFECT_STARTUP_TIMEOUT + ". stdout: ... stderr: ...")
+
+    monkeypatch.setattr(cli, "app", app)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in err and "Traceback" not in err

@@ -42,7 +42,23 @@ def main() -> None:
     try:
         app()
     except MinivessError as err:
-        from rich.console import Console
+        _fail(str(err))
+    except RuntimeError as err:
+        if not str(err).startswith(PREFECT_STARTUP_TIMEOUT):
+            raise
+        _fail(
+            "Prefect's temporary API server did not start in time (a busy machine?); raise "
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (e.g. 120), or run `prefect "
+            "server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api, then rerun"
+        )
 
-        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+
+#: How Prefect's ephemeral server start-up timeout begins (a RuntimeError, prefect 3.9).
+PREFECT_STARTUP_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"
+
+
+def _fail(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(2)

@@ -9,6 +9,7 @@ the admin password from ``MLFLOW_AUTH_ADMIN_PASSWORD``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import signal
@@ -24,6 +25,8 @@ from minivess.errors import ConfigError, MinivessError
 from minivess.settings import Settings, process_environ
 from minivess.tracking.mlflow_adapter import TrackingUnavailableError, check_tracking_server
 from minivess.tracking.storage import mlflow_s3_env
+
+_logger = logging.getLogger(__name__)
 
 #: Environment variable with the PostgreSQL backend URI (it holds a password: never a file).
 ENV_BACKEND_URI = "MINIVESS_MLFLOW_BACKEND_URI"
@@ -52,6 +55,23 @@ class StackInfo:
     pid: int
     log: str
     auth: bool
+    #: The process's start time (psutil ``create_time``): a reused pid has another one.
+    create_time: float = 0.0
+
+
+def _same_process(info: StackInfo) -> bool:
+    """True when ``info.pid`` is still the server minivess started (not a reused pid)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(info.pid)
+        started = proc.create_time()
+        cmdline = " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
+    if info.create_time and abs(started - info.create_time) > 0.5:
+        return False
+    return "mlflow" in cmdline
 
 
 def _state_dir(settings: Settings) -> Path:
@@ -153,7 +173,12 @@ def stack_up(opts: StackOptions, settings: Settings) -> StackInfo:
                 proc.terminate()
                 raise MinivessError(f"mlflow server did not answer at {url}; see {log}") from None
             time.sleep(0.5)
-    info = StackInfo(url=url, pid=proc.pid, log=str(log), auth=opts.auth)
+    import psutil
+
+    info = StackInfo(
+        url=url, pid=proc.pid, log=str(log), auth=opts.auth,
+        create_time=psutil.Process(proc.pid).create_time(),
+    )  # fmt: skip
     (state / "stack.json").write_text(json.dumps(asdict(info)))
     return info
 
@@ -164,9 +189,8 @@ def stack_status(settings: Settings) -> StackInfo | None:
     if not record.is_file():
         return None
     info = StackInfo(**json.loads(record.read_text()))
-    try:
-        os.kill(info.pid, 0)
-    except OSError:
+    if not _same_process(info):  # gone, or its pid now belongs to another process
+        _logger.warning("stack: pid %d is no longer the tracking server; forgetting it", info.pid)
         record.unlink()
         return None
     return info
