@@ -120,10 +120,8 @@ class _Model:
 
 
 def _load_members(checkpoints: list[str]) -> tuple[list[Member], list[_Model], list[dict], Any]:
-    from minivess.models import build_model
-    from minivess.planning.plan import TrainingPlan
     from minivess.training import checkpoint as ckpt
-    from minivess.training.config import TrainConfig
+    from minivess.training.config import TrainConfig, cell_name
 
     if not checkpoints:
         raise ConfigError("evaluate: no checkpoints given; pass --checkpoints PATH_OR_S3 (repeat).")
@@ -132,7 +130,7 @@ def _load_members(checkpoints: list[str]) -> tuple[list[Member], list[_Model], l
     for uri in checkpoints:
         file = ckpt.resolve(uri)
         state = ckpt.load_state(file)
-        plan = TrainingPlan.model_validate_json(state["plan"])
+        net, plan = ckpt.model_from_state(state, file)
         cfg = TrainConfig.model_validate_json(state["config"])
         if resampling is None:
             resampling = cfg.resampling
@@ -141,11 +139,9 @@ def _load_members(checkpoints: list[str]) -> tuple[list[Member], list[_Model], l
                 f"{file}: resampling {cfg.resampling} differs from the first checkpoint's "
                 f"{resampling}; evaluate members trained on the same voxel grid together."
             )
-        base = f"{plan.model}-{cfg.loss.value}-fold{cfg.fold}"
+        base = f"{plan.model}-{cell_name(cfg.loss, cfg.fold)}"
         seen[base] = seen.get(base, 0) + 1
         name = base if seen[base] == 1 else f"{base}-{seen[base]}"
-        net = build_model(plan, in_channels=1, out_channels=int(state.get("out_channels", 2)))
-        net.load_state_dict(state["model"])
         net.eval()
         members.append(
             Member(

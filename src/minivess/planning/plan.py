@@ -11,13 +11,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from minivess.data.schema import Shape3
 from minivess.keys import Source, Tier
 
-#: Version of the plan schema, bumped on breaking changes.
-PLAN_SCHEMA_VERSION = 1
+#: Version of the plan schema, bumped on breaking changes (2: the network's builder and params).
+PLAN_SCHEMA_VERSION = 2
 
 
 class Decision(BaseModel):
@@ -29,6 +29,20 @@ class Decision(BaseModel):
     value: Any
     reason: str
     source: Source = Source.AUTO
+
+
+class PlanNetwork(BaseModel):
+    """The network the plan was made for: the profile's ``network`` block, copied in.
+
+    With it, a plan (and every checkpoint, which embeds its plan) rebuilds its network without
+    the current model-profile YAML; editing the profile changes new plans and their hash only.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    builder: str | None = None
+    entry_point: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class TrainingPlan(BaseModel):
@@ -62,7 +76,23 @@ class TrainingPlan(BaseModel):
     device: str = Field(default="cpu", description="training device kind: 'cpu' or 'cuda'")
     devices: int = Field(default=1, description="data-parallel devices (GPUs) per node")
     dataset_hash: str = ""
+    network: PlanNetwork | None = Field(
+        default=None,
+        description="builder/entry point and params (filters, blocks...); None: hand-built plans "
+        "in tests, which take the model profile's",
+    )
     decisions: list[Decision] = Field(default_factory=list)
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_schema(cls, value: int) -> int:
+        if value != PLAN_SCHEMA_VERSION:
+            raise ValueError(
+                f"plan schema_version {value} is not {PLAN_SCHEMA_VERSION} (this minivess); "
+                "re-plan with `minivess plan` (a plan from another version may build another "
+                "network)"
+            )
+        return value
 
     @property
     def divisors(self) -> Shape3:
@@ -79,6 +109,14 @@ class TrainingPlan(BaseModel):
         payload = self.model_dump(mode="json", exclude={"decisions"})
         blob = json.dumps(payload, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+    def differences(self, other: TrainingPlan) -> list[str]:
+        """Dotted paths of the fields (decisions excluded) where ``other`` differs from this plan,
+        e.g. ``["network.params.filters", "patch_size"]``."""
+        return _diff(
+            self.model_dump(mode="json", exclude={"decisions"}),
+            other.model_dump(mode="json", exclude={"decisions"}),
+        )
 
     def decision(self, name: str) -> Decision:
         """The decision called ``name``."""
@@ -98,3 +136,12 @@ class TrainingPlan(BaseModel):
     def load(cls, path: Path) -> TrainingPlan:
         """Read a plan written by :meth:`save`."""
         return cls.model_validate_json(Path(path).read_text())
+
+
+def _diff(a: Any, b: Any, path: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for key in sorted(set(a) | set(b)):
+            out += _diff(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+        return out
+    return [] if a == b else [path or "<plan>"]

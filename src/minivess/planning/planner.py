@@ -32,7 +32,7 @@ from minivess.planning.calibration import Calibration
 from minivess.planning.cloud import gpu_candidates, parse_accelerator
 from minivess.planning.hardware import HardwareBudget
 from minivess.planning.memory import memory_model, training_mb
-from minivess.planning.plan import Decision, TrainingPlan
+from minivess.planning.plan import Decision, PlanNetwork, TrainingPlan
 from minivess.planning.profiles import MemorySpec, ModelProfile, TopologySpec
 from minivess.planning.settings import PlannerSettings, TierSpec, load_planner_settings
 from minivess.planning.topology import (
@@ -640,10 +640,16 @@ def plan_training(
         accelerators=accelerators,
         vram_estimate_mb=round(estimate, 1),
         dataset_hash=dataset.dataset_hash,
+        network=plan_network(model),
         decisions=decide.items,
         device=device,
         devices=devices,
     )
+
+
+def plan_network(model: ModelProfile) -> PlanNetwork:
+    """The profile's network block, copied into the plan (and so into its hash)."""
+    return PlanNetwork.model_validate(model.network.model_dump(mode="json"))
 
 
 def network_plan(
@@ -669,4 +675,5 @@ def network_plan(
         sw_overlap=model.sw_overlap,
         strides=strides,
         kernel_sizes=kernels_for(strides, model.topology),
+        network=plan_network(model),
     )

@@ -179,6 +179,65 @@ def resolve(uri: str | Path) -> str:
     return uri if uri.endswith(".pt") else join(uri, BEST)
 
 
+def model_from_state(state: dict[str, Any], uri: str | Path) -> tuple[nn.Module, TrainingPlan]:
+    """The network of a loaded checkpoint state, rebuilt from its embedded plan, with weights.
+
+    The plan carries the network block (builder and params), so the current model profile is not
+    consulted. An older checkpoint (plan without it) that no longer fits today's profile fails
+    with the plan fields that differ, not a raw ``load_state_dict`` error.
+
+    Raises:
+        CheckpointError: no embedded plan/model, an unreadable plan, or weights that do not fit.
+    """
+    from pydantic import ValidationError
+
+    from minivess.models import build_model
+    from minivess.planning.plan import TrainingPlan
+
+    if "plan" not in state or "model" not in state:
+        raise CheckpointError(f"{uri}: no embedded plan/model; was it written by minivess train?")
+    try:
+        plan = TrainingPlan.model_validate_json(state["plan"])
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "plan"
+        raise CheckpointError(
+            f"{uri}: embedded plan is not readable by this minivess ({where}: {first['msg']}); "
+            "retrain, or evaluate it with the minivess version that wrote it."
+        ) from None
+    model = build_model(plan, in_channels=1, out_channels=int(state.get("out_channels", 2)))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"{uri}: weights do not fit the network built for plan {plan.plan_hash} "
+            f"({_changed_fields(plan)}); retrain, or restore the profile it was trained with "
+            f"({str(err).splitlines()[0]})."
+        ) from None
+    return model, plan
+
+
+def _changed_fields(plan: TrainingPlan) -> str:
+    """Which network fields of the current profile differ from the plan's, for error messages."""
+    from minivess.planning.planner import plan_network
+    from minivess.planning.profiles import load_model_profile
+
+    try:
+        current = plan_network(load_model_profile(plan.model))
+    except Exception as err:  # the profile itself may be gone or broken: say so
+        return f"model profile '{plan.model}' unavailable: {err}"
+    if plan.network is None:
+        return "the checkpoint's plan predates network params; the profile may have changed"
+    a, b = plan.network.model_dump(mode="json"), current.model_dump(mode="json")
+    changed = [
+        f"network.params.{k}: {a['params'].get(k)!r} -> {b['params'].get(k)!r}"
+        for k in sorted(set(a["params"]) | set(b["params"]))
+        if a["params"].get(k) != b["params"].get(k)
+    ]
+    changed += [f"network.{k}" for k in ("builder", "entry_point") if a[k] != b[k]]
+    return "changed in the profile: " + ", ".join(changed) if changed else "profile unchanged"
+
+
 def load_model(
     uri: str | Path, map_location: str = "cpu", endpoint_url: str | None = None
 ) -> tuple[nn.Module, TrainingPlan]:
@@ -186,16 +245,12 @@ def load_model(
 
     Returns:
         ``(model in eval mode, plan)``; the plan is the one embedded in the checkpoint.
-    """
-    from minivess.models import build_model
-    from minivess.planning.plan import TrainingPlan
 
-    state = load_state(resolve(uri), map_location, endpoint_url)
-    if "plan" not in state or "model" not in state:
-        raise CheckpointError(f"{uri}: no embedded plan/model; was it written by minivess train?")
-    plan = TrainingPlan.model_validate_json(state["plan"])
-    model = build_model(plan, in_channels=1, out_channels=int(state.get("out_channels", 2)))
-    model.load_state_dict(state["model"])
+    Raises:
+        CheckpointError: see :func:`model_from_state`.
+    """
+    file = resolve(uri)
+    model, plan = model_from_state(load_state(file, map_location, endpoint_url), file)
     model.to(map_location)
     model.eval()
     return model, plan

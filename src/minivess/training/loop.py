@@ -12,6 +12,7 @@ writes ``last.pt`` and raises :class:`TrainingPreempted`, which the CLI turns in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -353,7 +354,13 @@ class _Run:
         state = ckpt.load_state(self.last_uri, "cpu", self.endpoint)
         found = json.loads(state["identity"])
         if found != self._identity():
-            diff = {k: (found.get(k), v) for k, v in self._identity().items() if found.get(k) != v}
+            diff: dict[str, Any] = {
+                k: (found.get(k), v) for k, v in self._identity().items() if found.get(k) != v
+            }
+            if "plan_hash" in diff:  # name the plan fields, e.g. network.params.base_filters
+                with contextlib.suppress(ValueError):
+                    old = TrainingPlan.model_validate_json(state["plan"])
+                    diff["plan fields"] = old.differences(self.plan)
             raise ConfigError(
                 f"{self.last_uri}: belongs to another run (differs in {diff}); use a new "
                 f"--checkpoint-dir, or delete it to start over."

@@ -68,3 +68,65 @@ def test_load_model_rebuilds_from_embedded_plan(tmp_path: Path, plan_factory) ->
     net.eval()
     with torch.no_grad():
         assert torch.allclose(model(x), net(x))
+
+
+def _profile_with_filters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, filters: int) -> None:
+    """The shipped configs, with dynunet's base_filters edited (as a researcher would)."""
+    import shutil
+
+    import yaml
+
+    from minivess.config import CONFIG_DIR_ENV, config_dir
+
+    configs = tmp_path / f"configs-{filters}"
+    shutil.copytree(config_dir(), configs)
+    path = configs / "model_profiles" / "dynunet.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["network"]["params"]["base_filters"] = filters
+    path.write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv(CONFIG_DIR_ENV, str(configs))
+
+
+def test_checkpoint_rebuilds_alone_after_the_profile_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plan_factory
+) -> None:
+    from minivess.models import build_model
+    from minivess.planning.planner import plan_network
+    from minivess.planning.profiles import load_model_profile
+
+    plan = plan_factory(network=plan_network(load_model_profile("dynunet")))
+    assert plan.network is not None and plan.network.params["base_filters"] == 16
+    net = build_model(plan)
+    ckpt.save_state({"plan": plan.model_dump_json(), "model": net.state_dict()}, tmp_path / "a.pt")
+
+    _profile_with_filters(tmp_path, monkeypatch, 8)  # base_filters 16 -> 8 in the profile
+    model, loaded = ckpt.load_model(tmp_path / "a.pt")  # from the checkpoint alone
+    assert loaded == plan
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in net.parameters())
+    # The plan's hash covers the network params: a new plan for the new profile differs.
+    replanned = plan_factory(network=plan_network(load_model_profile("dynunet")))
+    assert replanned.plan_hash != plan.plan_hash
+    assert plan.differences(replanned) == ["network.params.base_filters"]
+
+
+def test_a_checkpoint_that_no_longer_fits_is_a_checkpoint_error_naming_the_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plan_factory
+) -> None:
+    from minivess.models import build_model
+
+    plan = plan_factory()  # no network block: it takes the profile's (as older plans did)
+    net = build_model(plan)
+    ckpt.save_state({"plan": plan.model_dump_json(), "model": net.state_dict()}, tmp_path / "a.pt")
+    _profile_with_filters(tmp_path, monkeypatch, 8)
+    with pytest.raises(ckpt.CheckpointError, match=r"a\.pt: weights do not fit.*predates"):
+        ckpt.load_model(tmp_path / "a.pt")
+
+
+def test_a_plan_of_another_schema_version_is_refused(tmp_path: Path, plan_factory) -> None:
+    import json
+
+    raw = json.loads(plan_factory().model_dump_json())
+    raw["schema_version"] = 1
+    ckpt.save_state({"plan": json.dumps(raw), "model": {}}, tmp_path / "old.pt")
+    with pytest.raises(ckpt.CheckpointError, match=r"old\.pt: embedded plan.*schema_version"):
+        ckpt.load_model(tmp_path / "old.pt")
