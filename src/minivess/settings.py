@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from minivess.config import StrictModel, config_dir, deep_merge, parse_model, read_yaml
 from minivess.tracking.contract import SKYPILOT_TASK_ID_ENV
@@ -29,8 +29,36 @@ ENV_TASK_ID = SKYPILOT_TASK_ID_ENV
 #: torchrun's variables (absent: one process).
 ENV_RANK, ENV_WORLD_SIZE, ENV_LOCAL_RANK = "RANK", "WORLD_SIZE", "LOCAL_RANK"
 ENV_MLFLOW_RETRY_BUDGET = "MINIVESS_MLFLOW_RETRY_BUDGET_S"
+#: File ``minivess train`` creates when it exits 75 (preempted); set by the rendered task so
+#: the node script can map torchrun's exit 1 back to 75.
+ENV_PREEMPTED_MARKER = "MINIVESS_PREEMPTED_MARKER"
 #: Default workspace directory name, relative to the current directory.
 DEFAULT_WORKSPACE = "workspace"
+
+
+def normalize_bucket(value: str | None) -> str | None:
+    """A bucket *name* from what users write: ``s3://x``, ``x/`` and ``x`` all give ``x``.
+
+    Raises:
+        ValueError: the value has a key prefix (``s3://x/some/prefix``) or another scheme.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if text.lower().startswith("s3://"):
+        text = text[len("s3://") :]
+    text = text.strip("/")
+    if "://" in text:
+        raise ValueError(
+            f"bucket {value!r}: only an S3 bucket name (or s3://name) is accepted here"
+        )
+    if "/" in text:
+        raise ValueError(
+            f"bucket {value!r} has a key prefix: set only the bucket name (e.g. "
+            f"{text.split('/', 1)[0]!r}); prefixes are s3.checkpoint_prefix / mlflow_prefix / "
+            "dvc_prefix in configs/storage.yaml"
+        )
+    return text or None
 
 
 class S3Settings(StrictModel):
@@ -41,6 +69,12 @@ class S3Settings(StrictModel):
     mlflow_prefix: str = "mlflow"
     dvc_prefix: str = "dvc"
     checkpoint_prefix: str = "checkpoints"
+
+    @field_validator("bucket")
+    @classmethod
+    def _bare_bucket(cls, value: str | None) -> str | None:
+        """``s3://name`` and ``name/`` mean the bucket ``name`` (the one place this is done)."""
+        return normalize_bucket(value)
 
     @property
     def enabled(self) -> bool:
@@ -179,6 +213,10 @@ class Settings(StrictModel):
         """See :func:`checkpoint_key`."""
         return checkpoint_key(plan_hash, self.task_id)
 
+    preempted_marker: Path | None = Field(
+        default=None, description=f"${ENV_PREEMPTED_MARKER}: file created on a preemption exit"
+    )
+
     @property
     def data_dir(self) -> Path:
         """Default dataset location (synthetic data when none is given)."""
@@ -271,10 +309,12 @@ def load_settings(
     parse_model(StorageSettings, raw, str(path))  # the file alone, errors name it
     storage = parse_model(StorageSettings, deep_merge(raw, from_env), f"{path} + environment")
     ws = workspace or Path(env.get(ENV_WORKSPACE, DEFAULT_WORKSPACE))
+    marker = env.get(ENV_PREEMPTED_MARKER)
     return Settings(
         workspace=Path(ws).absolute(),
         storage=storage,
         cache_dir=cache_root(env),
         task_id=task_id(env),
         rank=dist_env(env).rank,
+        preempted_marker=Path(marker) if marker else None,
     )

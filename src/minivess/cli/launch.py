@@ -37,10 +37,62 @@ def launch(
     workspace: Annotated[
         Path | None, typer.Option(help="Workspace dir (default ./workspace).")
     ] = None,
+    rehearse: Annotated[
+        bool,
+        typer.Option(
+            "--rehearse",
+            help="Run the rendered task here as SkyPilot's node would (fresh HOME, "
+            "~/sky_workdir, SKYPILOT_* vars, a loopback S3 bucket), uninterrupted and with "
+            "--preempt preemptions; exit 0 when the metrics match.",
+        ),
+    ] = False,
+    nodes: Annotated[
+        int | None, typer.Option(help="Number of nodes (overrides the target's num_nodes).")
+    ] = None,
+    preempt: Annotated[
+        int, typer.Option(help="--rehearse: preemptions to inject (SIGTERM, grace, SIGKILL).")
+    ] = 0,
+    grace: Annotated[
+        float, typer.Option(help="--rehearse: seconds between SIGTERM and SIGKILL.")
+    ] = 30.0,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="--rehearse: write the report here.")
+    ] = None,
+    reuse_venv: Annotated[
+        Path | None,
+        typer.Option(
+            help="--rehearse: link this already-built venv as the node's ~/.minivess/venv "
+            "(setup's installs become no-ops); default: the full node setup (minutes)."
+        ),
+    ] = None,
+    system_python: Annotated[
+        Path | None,
+        typer.Option(help="--rehearse: the node image's python3 (e.g. a Python 3.10)."),
+    ] = None,
 ) -> None:
     """Render the plan as a SkyPilot task for a target, validate it with SkyPilot, launch it."""
     from minivess.launch.launcher import DEFAULT_OUT, LaunchOptions, execute, prepare
 
+    if rehearse:
+        from minivess.launch.rehearse import RehearsalOptions, print_report
+        from minivess.launch.rehearse import rehearse as run_rehearsal
+
+        report = run_rehearsal(
+            RehearsalOptions(
+                target=target,
+                config=config,
+                data=data,
+                model=model,
+                nodes=nodes,
+                preempt=preempt,
+                grace_s=grace,
+                json_path=json_out,
+                reuse_venv=reuse_venv,
+                system_python=system_python,
+            )
+        )
+        print_report(report)
+        raise typer.Exit(0 if report.passed else 1)
     if check:
         from minivess.launch.ssh import check_target
 
@@ -53,6 +105,7 @@ def launch(
         dry_run=dry_run,
         out_dir=out or DEFAULT_OUT,
         workspace=workspace,
+        num_nodes=nodes,
     )
     prepared = prepare(opts)
     typer.echo(f"rendered {prepared.yaml_path} (plan: {prepared.plan_path})")

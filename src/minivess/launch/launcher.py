@@ -54,6 +54,7 @@ class LaunchOptions:
     pools_file: Path = DEFAULT_POOLS_FILE
     repo_dir: Path = REPO_DIR
     workspace: Path | None = None
+    num_nodes: int | None = None
 
 
 @dataclass
@@ -122,10 +123,26 @@ def _load_template(target: TargetConfig, repo_dir: Path) -> tuple[dict[str, Any]
     return raw, str(path)
 
 
-def _make_plan(data_dir: Path, model: str, exp: Any) -> TrainingPlan:
+def _make_plan(data_dir: Path, model: str, exp: Any, target: TargetConfig) -> TrainingPlan:
+    """The plan the node will run.
+
+    Local target (or an experiment naming its hardware): planned for that machine. Cloud and
+    pool targets: planned on this machine first, for the GPU candidates, then re-planned for
+    the first allowed candidate GPU, which is what the node checks the plan against.
+    """
+    from minivess.data.profiler import profile_dataset
+    from minivess.launch.render import select_candidates
     from minivess.planning import make_plan
 
-    return make_plan(data_dir, model, hardware=exp.hardware, overrides=exp.plan or None)
+    profile = profile_dataset(data_dir)
+    overrides = exp.plan or None
+    plan = make_plan(profile, model, hardware=exp.hardware, overrides=overrides)
+    if target.kind is Kind.LOCAL or exp.hardware is not None or not plan.accelerators:
+        return plan
+    first = select_candidates(plan, target, f"target {target.name}")[0]
+    gpu_plan = make_plan(profile, model, hardware=f"gpu:{first}", overrides=overrides)
+    log.info("launch: planned for %s, the first candidate GPU the node may get", first)
+    return gpu_plan if gpu_plan.accelerators else plan
 
 
 def _ensure_local_data(exp: Any, settings: Any) -> Path:
@@ -170,14 +187,14 @@ def build_context(
                 f"{path}: job experiment needs the experiment YAML inside the project "
                 f"({opts.repo_dir}), which is what is synced to the node."
             ) from None
-    epochs = exp.training.get("epochs") if isinstance(exp.training, dict) else None
     return RenderContext(
         model=opts.model or exp.model,
         workdir=opts.repo_dir,
         experiment=exp.name,
         data_dir=data_dir,
         synth=SynthSpec(exp.data.synth_scale, exp.data.seed, exp.data.synth_volumes),
-        epochs=epochs,
+        training=dict(exp.training or {}),
+        dry_run=opts.dry_run,
         experiment_config=exp_cfg,
         checkpoint_uri=s3.uri(s3.checkpoint_prefix) if s3.enabled else None,
         local_checkpoint_dir=settings.checkpoints_dir,
@@ -203,7 +220,8 @@ def render_and_write(
     template, template_path = _load_template(target, opts.repo_dir)
     rendered: Rendered = render_task(plan, target, ctx, template, origin=origin)
     for d in rendered.decisions:
-        log.info("launch: %s = %s (%s)", d.name, d.value, d.reason)
+        loud = d.reason.startswith(("WARNING", "DRY RUN")) or "WARNING:" in d.reason
+        (log.warning if loud else log.info)("launch: %s = %s (%s)", d.name, d.value, d.reason)
     text = dump_task(rendered.config)
     secret_guard.assert_clean(text, environ, target.secrets, where=f"rendered {target.kind}")
     out = Path(opts.out_dir)
@@ -267,6 +285,8 @@ def prepare(opts: LaunchOptions, environ: Mapping[str, str] | None = None) -> Pr
     env = process_environ() if environ is None else environ
     origin = str(target_path(opts.target))
     target = load_target(opts.target)
+    if opts.num_nodes is not None:
+        target = target.model_copy(update={"num_nodes": opts.num_nodes})
     exp = load_experiment(opts.config)
     settings = load_settings(workspace=opts.workspace, environ=dict(env))
     # SkyPilot's import runs in its own process while we plan and render.
@@ -275,7 +295,7 @@ def prepare(opts: LaunchOptions, environ: Mapping[str, str] | None = None) -> Pr
         plan_dir = data_dir if data_dir is not None else _ensure_local_data(exp, settings)
         if data_dir is None and target.kind is Kind.LOCAL:
             data_dir = plan_dir
-        plan = _make_plan(Path(plan_dir), opts.model or exp.model, exp)
+        plan = _make_plan(Path(plan_dir), opts.model or exp.model, exp, target)
         ctx = build_context(target, opts, exp, settings, data_dir)
         prepared = render_and_write(plan, target, ctx, opts, origin, env, validator)
     for name in prepared.missing_secrets:

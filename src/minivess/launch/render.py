@@ -4,6 +4,15 @@ Pure functions: no SkyPilot import, no I/O. :func:`render_task` returns the task
 decisions it took, each with its reason. The ``run:`` command is the same ``minivess`` call a
 user types locally; on more than one node it is wrapped in ``torchrun`` fed by SkyPilot's
 ``SKYPILOT_NODE_IPS`` / ``SKYPILOT_NODE_RANK`` / ``SKYPILOT_NUM_GPUS_PER_NODE``.
+
+Quoting: every value that comes from a user (paths, names, bucket URIs, model names) is passed
+through :func:`shlex.quote`, so nothing in it expands or executes on the node. Only fragments
+the renderer writes itself (:class:`Sh`: ``"$HOME"``, ``"${SKYPILOT_TASK_ID}"``, the torchrun
+variables) expand.
+
+The plan travels inline: the run script writes the validated plan JSON with a quoted here-doc
+(no expansion) and calls ``minivess train --plan <that file>`` once per cell of the
+experiment's loss x fold grid, with the experiment's seed and epochs.
 """
 
 from __future__ import annotations
@@ -27,6 +36,20 @@ TASK_ID_VAR = SKYPILOT_TASK_ID_ENV
 MASTER_PORT = 29500
 #: Bucket URI schemes SkyPilot can mount.
 BUCKET_SCHEMES = ("s3://", "gs://", "r2://", "cos://", "oci://", "https://", "nebius://")
+#: The node's minivess environment (created by the setup block; outside the synced workdir).
+NODE_VENV = "$HOME/.minivess/venv"
+#: Where the run script writes the travelled plan on the node.
+NODE_PLAN_DIR = "$HOME/.minivess/launch"
+#: Here-doc delimiter for the inline plan (a one-line JSON can never equal it).
+PLAN_EOF = "MINIVESS_PLAN_EOF"
+#: Python the node environment is built with (what .ci/constraints.txt is tested on).
+NODE_PYTHON = "3.11"
+#: Placeholder bucket of a dry run that has none configured (a real launch refuses it).
+PLACEHOLDER_BUCKET = "set-MINIVESS_S3_BUCKET"
+
+
+class Sh(str):
+    """A shell fragment written by the renderer itself: emitted as is (may expand)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +77,8 @@ class RenderContext:
         s3_envs: non-secret storage settings to forward (bucket name, endpoint URL).
         local_accelerators: SkyPilot names of this machine's GPUs (local target).
         local_workspace: the workspace of a local ``job: experiment`` run.
+        training: the experiment's ``training:`` mapping (loss x fold grid, seed, epochs).
+        dry_run: a dry run may render a placeholder bucket (with a warning); a launch may not.
     """
 
     model: str
@@ -68,6 +93,8 @@ class RenderContext:
     s3_envs: dict[str, str] = field(default_factory=dict)
     local_accelerators: tuple[str, ...] = ()
     local_workspace: Path | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    dry_run: bool = True
 
 
 @dataclass
@@ -187,45 +214,109 @@ def recovery_section(target: TargetConfig, decisions: list[Decision]) -> dict[st
 
 
 def _q(value: str | Path) -> str:
-    """Shell-quote, but leave ``$VARS`` / ``~`` expandable (they're ours, not user input)."""
+    """One shell word for ``value``: :class:`Sh` as is, anything else fully quoted.
+
+    A leading ``~/`` (a node-home path from a target file) becomes ``"$HOME"/`` and the rest is
+    quoted; nothing else in a user value can expand.
+    """
+    if isinstance(value, Sh):
+        return str(value)
     text = str(value)
+    if text == "~":
+        return '"$HOME"'
     if text.startswith("~/"):
-        return "~/" + _q(text[2:])
-    if "$" in text:
-        return f'"{text}"'
+        return '"$HOME"/' + shlex.quote(text[2:])
     return shlex.quote(text)
+
+
+def _join(*parts: str | Path) -> Sh:
+    """Concatenate quoted user parts and renderer fragments into one shell word."""
+    return Sh("".join(_q(p) for p in parts))
+
+
+def checkpoint_bucket(target: TargetConfig, ctx: RenderContext) -> str | None:
+    """The checkpoint bucket URI of a cloud/pool target (``None``: none configured)."""
+    if target.checkpoints is not None and target.checkpoints.uri:
+        return target.checkpoints.uri.rstrip("/")
+    return ctx.checkpoint_uri.rstrip("/") if ctx.checkpoint_uri else None
+
+
+def _checkpoint_root(
+    target: TargetConfig, ctx: RenderContext, decisions: list[Decision]
+) -> tuple[str, str]:
+    """(root, where) of the checkpoints; see :func:`_checkpoint_dir`."""
+    if target.kind is Kind.LOCAL:
+        root = str(ctx.local_checkpoint_dir or (ctx.workdir / "workspace" / "checkpoints"))
+        return root, "local run"
+    uri = checkpoint_bucket(target, ctx)
+    ck = target.checkpoints
+    if ck is not None and (ck.direct or not uri):
+        if not uri:
+            if target.kind is Kind.SPOT and not ctx.dry_run:
+                raise ConfigError(_no_bucket_message(target))
+            uri = f"s3://{PLACEHOLDER_BUCKET}/checkpoints"
+            _decide(
+                decisions,
+                "checkpoints.placeholder",
+                uri,
+                "DRY RUN ONLY: no checkpoint bucket configured. " + _no_bucket_message(target),
+            )
+        if not uri.startswith("s3://"):
+            raise ConfigError(
+                f"checkpoints.uri '{uri}': the trainer writes checkpoints itself only to s3:// "
+                "(any S3-compatible store). Fix: use an s3:// bucket, or set checkpoints.direct: "
+                "false (mount the bucket with mode MOUNT)."
+            )
+        return uri, (
+            "the bucket, written synchronously by the trainer's own S3 client (a checkpoint "
+            "saved at SIGTERM is in the bucket before the exit code)"
+        )
+    if ck is not None and uri:
+        return ck.mount_path, f"bucket mounted {ck.mode} at {ck.mount_path}"
+    if ctx.checkpoint_uri:
+        return ctx.checkpoint_uri, "the storage settings' bucket, written directly by the trainer"
+    if target.persistent_dir:
+        return f"{target.persistent_dir.rstrip('/')}/checkpoints", (
+            "the persistent path named in the target (persistent_dir)"
+        )
+    return f"{target.workspace}/checkpoints", (
+        "WARNING: no bucket and no persistent_dir: checkpoints stay on the node's disk (lost "
+        "with a pod or VM). Fix: export MINIVESS_S3_BUCKET (+ MINIVESS_S3_ENDPOINT_URL for a lab "
+        f"store) or set persistent_dir in configs/targets/{target.kind.value}.yaml"
+    )
+
+
+def _no_bucket_message(target: TargetConfig) -> str:
+    return (
+        f"target '{target.name}' needs a checkpoint bucket, or a preempted job cannot resume. "
+        "Fix: export MINIVESS_S3_BUCKET=<bucket> (or set s3.bucket in configs/storage.yaml, or "
+        f"checkpoints.uri in configs/targets/{target.kind.value}.yaml)."
+    )
 
 
 def _checkpoint_dir(
     target: TargetConfig, ctx: RenderContext, plan: TrainingPlan, decisions: list[Decision]
-) -> str:
-    """Checkpoint folder for ``minivess train``.
+) -> tuple[Sh, str]:
+    """Checkpoint folder for ``minivess train`` (a shell word, and its readable form).
 
     A managed (spot) job keys it by ``$SKYPILOT_TASK_ID``, which SkyPilot keeps across
     recoveries, so a recovered job resumes and a new job starts fresh. Elsewhere (local, SSH
     pool) it is keyed by the plan hash, so rerunning the same plan resumes.
     """
-    if target.kind is Kind.LOCAL:
-        root = str(ctx.local_checkpoint_dir or (ctx.workdir / "workspace" / "checkpoints"))
-        where = "local run"
-    elif target.checkpoints is not None:
-        root = target.checkpoints.mount_path
-        where = f"bucket mounted {target.checkpoints.mode} at {root}"
-    elif ctx.checkpoint_uri:
-        root = ctx.checkpoint_uri
-        where = "the storage settings' bucket, written directly by the trainer"
-    else:
-        root = f"{target.workspace}/checkpoints"
-        where = "no bucket configured: the node's disk"
+    root, where = _checkpoint_root(target, ctx, decisions)
     if target.kind is Kind.SPOT:
         task = f"${{{TASK_ID_VAR}}}"
         why = f"${TASK_ID_VAR} is stable across recoveries, so a recovered job resumes"
     else:
         task = None
         why = "one folder per plan, so rerunning the same plan resumes"
-    path = checkpoint_dir(root, ctx.experiment, checkpoint_key(plan.plan_hash, task))
-    _decide(decisions, "checkpoint_dir", path, f"{where}; {why}")
-    return path
+    key = checkpoint_key(plan.plan_hash, task)
+    readable = checkpoint_dir(root, ctx.experiment, key)
+    # Quote the user's part; only the renderer's own ${SKYPILOT_TASK_ID} may expand.
+    prefix = checkpoint_dir(root, ctx.experiment, "")
+    word = _join(prefix, Sh(f'"{task}"')) if task else _join(readable)
+    _decide(decisions, "checkpoint_dir", readable, f"{where}; {why}")
+    return word, readable
 
 
 def _data_arg(target: TargetConfig, ctx: RenderContext) -> tuple[str, list[str]]:
@@ -262,25 +353,88 @@ def train_args(
         if target.kind is Kind.LOCAL and ctx.local_workspace is not None:
             workspace = str(ctx.local_workspace)
         return ["experiment", "--config", cfg, "--workspace", workspace], []
+    raise AssertionError("job train renders through train_cells")
+
+
+#: TrainConfig fields ``minivess train`` takes as flags (the rest need ``job: experiment``).
+TRAIN_FLAGS = {"epochs": "--epochs", "n_folds": "--n-folds", "seed": "--seed"}
+
+
+def train_cells(
+    target: TargetConfig,
+    ctx: RenderContext,
+    plan: TrainingPlan,
+    plan_file: Sh,
+    decisions: list[Decision],
+) -> tuple[list[list[str]], list[str]]:
+    """One ``minivess train`` argv per (loss, fold) cell of the experiment, and the commands
+    to run before them (synthesis).
+
+    Raises:
+        ConfigError: the experiment sets a training field ``minivess train`` has no flag for.
+    """
+    from minivess.training.config import TrainConfig, cell_name, expand_grid
+
     data, before = _data_arg(target, ctx)
-    args = ["train", "--data", data, "--model", ctx.model]
-    if ctx.epochs is not None:
-        args += ["--epochs", str(ctx.epochs)]
-    args += ["--checkpoint-dir", _checkpoint_dir(target, ctx, plan, decisions)]
-    return args, before
+    training = dict(ctx.training)
+    if ctx.epochs is not None and "epochs" not in training:
+        training["epochs"] = ctx.epochs
+    cells = expand_grid(training, f"experiment '{ctx.experiment}' training")
+    defaults = TrainConfig()
+    flagless = sorted(
+        k
+        for k in training
+        if k not in (*TRAIN_FLAGS, "losses", "folds", "loss", "fold", "checkpoint_dir")
+        and training[k] != getattr(defaults, k, None)
+    )
+    if flagless:
+        raise ConfigError(
+            f"experiment '{ctx.experiment}': training.{flagless[0]} has no `minivess train` "
+            "flag, so job: train cannot carry it to the node. Fix: set `job: experiment` in the "
+            "target (runs `minivess experiment --config ...`), or drop the field."
+        )
+    ckpt, readable = _checkpoint_dir(target, ctx, plan, decisions)
+    out = []
+    for cell in cells:
+        args: list[str] = ["train", "--plan", plan_file, "--data", data, "--model", ctx.model]
+        args += ["--loss", cell.loss.value, "--fold", str(cell.fold)]
+        for key, flag in TRAIN_FLAGS.items():
+            args += [flag, str(getattr(cell, key))]
+        args += ["--checkpoint-dir", Sh(f"{ckpt}/{_q(cell_name(cell.loss, cell.fold))}")]
+        out.append(args)
+    _decide(
+        decisions,
+        "run.grid",
+        [cell_name(c.loss, c.fold) for c in cells],
+        f"the experiment's losses x folds, one `minivess train` each, under {readable}/<cell>",
+    )
+    return out, before
+
+
+#: Shell function that runs ``torchrun -m minivess ...`` and maps a worker's preemption
+#: (exit 75 recorded in the marker file) back to 75: torchrun itself exits 1 then.
+TORCHRUN_FUNCTION = """\
+MASTER_ADDR=$(echo "$SKYPILOT_NODE_IPS" | head -n1)
+export MINIVESS_PREEMPTED_MARKER="{plan_dir}/preempted"
+minivess_torchrun() {{
+  rm -f "$MINIVESS_PREEMPTED_MARKER"
+  rc=0
+  torchrun --nnodes="$SKYPILOT_NUM_NODES" --nproc_per_node="${{SKYPILOT_NUM_GPUS_PER_NODE:-1}}" \\
+    --node_rank="$SKYPILOT_NODE_RANK" --master_addr="$MASTER_ADDR" \\
+    --master_port="${{MINIVESS_MASTER_PORT:-{port}}}" \\
+    -m minivess "$@" || rc=$?
+  if [ "$rc" -ne 0 ] && [ -e "$MINIVESS_PREEMPTED_MARKER" ]; then
+    echo "minivess: a worker was preempted; torchrun exited $rc, exiting {code} so SkyPilot \
+recovers the job" >&2
+    return {code}
+  fi
+  return "$rc"
+}}"""
 
 
 def torchrun_command(args: list[str]) -> str:
-    """Multi-node DDP: ``torchrun -m minivess <args>`` from SkyPilot's node variables."""
-    return "\n".join(
-        [
-            'MASTER_ADDR=$(echo "$SKYPILOT_NODE_IPS" | head -n1)',
-            "torchrun --nnodes=$SKYPILOT_NUM_NODES "
-            "--nproc_per_node=$SKYPILOT_NUM_GPUS_PER_NODE "
-            '--node_rank=$SKYPILOT_NODE_RANK --master_addr="$MASTER_ADDR" '
-            f"--master_port={MASTER_PORT} -m minivess " + " ".join(_q(a) for a in args),
-        ]
-    )
+    """Multi-node DDP: ``minivess_torchrun <args>`` (see :data:`TORCHRUN_FUNCTION`)."""
+    return "minivess_torchrun " + " ".join(_q(a) for a in args)
 
 
 def run_section(
@@ -303,8 +457,10 @@ def run_section(
             token or "off",
             "bearer token from that secret" if token else "no auth_token_env in the target",
         )
+        path = f'export PATH="{NODE_VENV}/bin:$PATH"\n' if target.install is None else ""
         return (
             "set -e\n"
+            + path
             + " ".join(
                 _q(a)
                 for a in [
@@ -321,55 +477,126 @@ def run_section(
             )
             + "\n"
         )
-    args, before = train_args(target, ctx, plan, decisions)
+    lines = ["set -e"]
+    if target.kind is not Kind.LOCAL:
+        lines.append(
+            "trap 'preempted=1; echo \"minivess: SIGTERM (preemption notice): waiting for the "
+            "trainer to save its checkpoint\" >&2' TERM"
+        )
+        if target.install is None:
+            lines.append(f'export PATH="{NODE_VENV}/bin:$PATH"')
     multi_gpu = bool(accelerators) and min(_gpu_count(a) for a in accelerators) > 1
-    if target.num_nodes > 1 or multi_gpu:
-        if target.job is not Job.TRAIN:
+    torchrun = target.num_nodes > 1 or multi_gpu
+    if target.job is Job.EXPERIMENT:
+        if torchrun:
             raise ConfigError(
                 "multi-node/multi-GPU runs wrap `minivess train` in torchrun: set `job: train`."
             )
-        main = torchrun_command(args)
+        args, before = train_args(target, ctx, plan, decisions)
+        lines += [*before, " ".join(_q(a) for a in ["minivess", *args])]
+        return "\n".join(lines) + "\n"
+    plan_file = Sh(f'"{NODE_PLAN_DIR}"/plan-{plan.plan_hash}.json')
+    lines += [
+        f'mkdir -p "{NODE_PLAN_DIR}"',
+        f"cat > {plan_file} <<'{PLAN_EOF}'",
+        plan.model_dump_json(),
+        PLAN_EOF,
+    ]
+    _decide(
+        decisions,
+        "run.plan",
+        plan.plan_hash,
+        "the validated plan travels inline in run: and `minivess train --plan` checks it "
+        "against the node's GPU (re-plans only on a different GPU, logged)",
+    )
+    cells, before = train_cells(target, ctx, plan, plan_file, decisions)
+    lines += before
+    if torchrun:
+        lines.append(
+            TORCHRUN_FUNCTION.format(
+                plan_dir=NODE_PLAN_DIR, port=MASTER_PORT, code=_preempted_code()
+            )
+        )
         _decide(
             decisions,
             "run.launcher",
             "torchrun",
-            f"num_nodes={target.num_nodes}, GPUs per node from the candidates: DDP",
+            f"num_nodes={target.num_nodes}, GPUs per node from the candidates: DDP; a "
+            f"worker's exit {_preempted_code()} is propagated through torchrun",
         )
-    else:
-        main = " ".join(_q(a) for a in ["minivess", *args])
-    return "\n".join(["set -e", *before, main]) + "\n"
+    for args in cells:
+        if torchrun:
+            lines.append(torchrun_command(args))
+        else:
+            lines.append(" ".join(_q(a) for a in ["minivess", *args]))
+        if target.kind is not Kind.LOCAL:
+            # SIGTERM arrived while a cell finished: stop here, the recovery resumes.
+            lines.append(f'[ -z "${{preempted:-}}" ] || exit {_preempted_code()}')
+    return "\n".join(lines) + "\n"
+
+
+def _preempted_code() -> int:
+    from minivess.training.loop import PREEMPTED_EXIT_CODE
+
+    return PREEMPTED_EXIT_CODE
 
 
 def setup_section(target: TargetConfig) -> str | None:
-    """``setup:``: install, plus ``dvc pull`` in a DVC repo."""
+    """``setup:``: the node's minivess environment, plus ``dvc pull`` in a DVC repo.
+
+    Default (``install: null``): a Python 3.11 venv made by ``uv`` (SkyPilot's default images
+    ship Python 3.10), filled by the project's install script ``.ci/bootstrap.sh`` with the
+    pinned ``.ci/constraints.txt``. Idempotent: on a recovered or reused node the venv and the
+    bootstrap stamp are there and nothing is installed again.
+    """
     lines = ["set -e"]
-    if target.install.strip():
+    if target.install is None:
+        lines += NODE_SETUP.format(venv=NODE_VENV, python=NODE_PYTHON).splitlines()
+    elif target.install.strip():
         lines.append(target.install.strip())
     if target.data.dvc_pull and target.kind is not Kind.SERVE:
-        lines.append("if [ -d .dvc ]; then dvc pull; fi")
+        dvc = f'"{NODE_VENV}/bin/dvc"' if target.install is None else "dvc"
+        lines.append(f"if [ -d .dvc ]; then {dvc} pull; fi")
     return "\n".join(lines) + "\n" if len(lines) > 1 else None
+
+
+#: The default node setup (see :func:`setup_section`).
+NODE_SETUP = """\
+if [ ! -x "{venv}/bin/python" ]; then
+  export PATH="$HOME/.local/bin:$PATH"
+  if ! command -v uv >/dev/null 2>&1; then
+    python3 -m pip install --user -q uv \\
+      || python3 -m pip install --user -q --break-system-packages uv
+  fi
+  uv venv -q --seed --python {python} "{venv}"
+fi
+VENV="{venv}" PYTHON="{venv}/bin/python" bash .ci/bootstrap.sh"""
 
 
 def file_mounts_section(
     target: TargetConfig, ctx: RenderContext, decisions: list[Decision]
 ) -> dict[str, Any]:
-    """``file_mounts:``: the checkpoint bucket (MOUNT_CACHED) and the data."""
+    """``file_mounts:``: the checkpoint bucket (unless the trainer writes it directly) and the
+    data."""
     mounts: dict[str, Any] = {}
     if target.kind in (Kind.LOCAL, Kind.SERVE):
         return mounts
-    if target.checkpoints is not None and target.job is Job.TRAIN:
-        uri = target.checkpoints.uri or ctx.checkpoint_uri
-        if not uri:
-            raise ConfigError(
-                f"target '{target.name}' needs a checkpoint bucket: set checkpoints.uri in its "
-                "configs/targets file, or s3.bucket in configs/storage.yaml "
-                "(or MINIVESS_S3_BUCKET)."
-            )
+    ck = target.checkpoints
+    uri = checkpoint_bucket(target, ctx)
+    if ck is not None and target.job is Job.TRAIN and not ck.direct and uri:
         if not uri.startswith(BUCKET_SCHEMES):
             raise ConfigError(
                 f"checkpoints.uri '{uri}' is not a bucket URI (s3://, gs://, r2://, ...)."
             )
-        mounts[target.checkpoints.mount_path] = {"source": uri, "mode": target.checkpoints.mode}
+        mounts[ck.mount_path] = {"source": uri, "mode": ck.mode}
+        if ck.mode == "MOUNT_CACHED":
+            _decide(
+                decisions,
+                "file_mounts.checkpoints",
+                "MOUNT_CACHED",
+                "WARNING: MOUNT_CACHED uploads asynchronously, so the checkpoint written at "
+                "SIGTERM may never reach the bucket; use mode MOUNT or checkpoints.direct: true",
+            )
     source = target.data.source
     if source is None and ctx.data_dir is not None:
         source = str(Path(ctx.data_dir).absolute())
@@ -430,7 +657,7 @@ def render_task(
     task["workdir"] = str(ctx.workdir)
     task["resources"] = deep_merge(base_res, resources_section(target, accelerators, decisions))
     envs = {"MINIVESS_TARGET": target.kind.value, "MINIVESS_PLAN_HASH": plan.plan_hash}
-    if target.job is Job.EXPERIMENT:
+    if target.kind is not Kind.SERVE:
         envs.update(ctx.s3_envs)
     envs.update(target.envs)
     task["envs"] = envs

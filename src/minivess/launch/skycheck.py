@@ -158,16 +158,7 @@ class SkyValidator:
 
     def __init__(self, runtime_dir: Path) -> None:
         runtime_dir = Path(runtime_dir).expanduser().absolute()
-        home = runtime_dir / "home"
-        home.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in process_environ().items() if not k.startswith("SKYPILOT_")}
-        env.update(
-            KUBECONFIG=str(home / ".kube" / "config"),
-            HOME=str(home),
-            SKY_RUNTIME_DIR=str(runtime_dir),
-            SKYPILOT_DISABLE_USAGE_COLLECTION="1",
-            PYTHONWARNINGS="ignore",
-        )
+        env = _isolated_env(runtime_dir)
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "minivess.launch.skycheck", "--stdin"],
             env=env,
@@ -254,12 +245,81 @@ def validate_task(
     raise_for(validate_many([item], runtime_dir)[0], path, template)
 
 
+def _isolated_env(runtime_dir: Path) -> dict[str, str]:
+    """The environment of a SkyPilot child: its own HOME / SKY_RUNTIME_DIR (never ~/.sky)."""
+    home = runtime_dir / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in process_environ().items() if not k.startswith("SKYPILOT_")}
+    env.update(
+        KUBECONFIG=str(home / ".kube" / "config"),
+        HOME=str(home),
+        SKY_RUNTIME_DIR=str(runtime_dir),
+        SKYPILOT_DISABLE_USAGE_COLLECTION="1",
+        PYTHONWARNINGS="ignore",
+    )
+    return env
+
+
+def task_as_node_sees_it(path: Path) -> dict[str, object]:
+    """Read ``path`` with ``sky.Task.from_yaml`` (in this process) and return what a node runs:
+    setup, run, envs, secret names, num_nodes, workdir and the mounts with their modes."""
+    import yaml
+
+    import sky
+
+    task = sky.Task.from_yaml(str(path))
+    # Null-valued secrets (names only, filled by `--secret NAME`) are not kept by the parser.
+    declared = (yaml.safe_load(Path(path).read_text()) or {}).get("secrets") or {}
+    mounts: dict[str, dict[str, str | None]] = {}
+    for dst, src in (task.file_mounts or {}).items():
+        mounts[dst] = {"source": str(src), "mode": "COPY"}
+    for dst, storage in (task.storage_mounts or {}).items():
+        mode = getattr(storage.mode, "value", storage.mode)
+        mounts[dst] = {"source": str(storage.source), "mode": str(mode)}
+    return {
+        "setup": task.setup,
+        "run": task.run,
+        "envs": dict(task.envs),
+        "secrets": sorted(set(task.secrets) | set(declared)),
+        "num_nodes": task.num_nodes,
+        "workdir": task.workdir,
+        "mounts": mounts,
+    }
+
+
+def read_task(path: Path, runtime_dir: Path, timeout_s: float = 180.0) -> dict[str, object]:
+    """:func:`task_as_node_sees_it` in an isolated SkyPilot child process.
+
+    Raises:
+        SkyValidationError: SkyPilot could not read the task (its message verbatim).
+    """
+    runtime_dir = Path(runtime_dir).expanduser().absolute()
+    proc = subprocess.run(
+        [sys.executable, "-m", "minivess.launch.skycheck", "--read", str(Path(path).absolute())],
+        env=_isolated_env(runtime_dir),
+        cwd=str(runtime_dir),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{"task"')]
+    if proc.returncode != 0 or not lines:
+        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+        raise SkyValidationError(f"{path}: sky.Task.from_yaml failed: {tail}")
+    return json.loads(lines[-1])["task"]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Child-process entry point: one JSON line per task, in order.
 
     ``--stdin``: import SkyPilot first, then read the task list (JSON) from stdin.
+    ``--read PATH``: print ``{"task": ...}`` (:func:`task_as_node_sees_it`).
     """
     args = argv if argv is not None else sys.argv[1:]
+    if args[0] == "--read":
+        print(json.dumps({"task": task_as_node_sees_it(Path(args[1]))}), flush=True)
+        return 0
     if args[0] == "--stdin":
         from sky.serve import serve_utils  # noqa: F401
 

@@ -67,15 +67,24 @@ class JobRecoveryConfig(StrictModel):
 
 
 class CheckpointConfig(StrictModel):
-    """Where checkpoints live on a cloud node: a bucket mounted with MOUNT_CACHED."""
+    """Where checkpoints live on a cloud node: a bucket.
+
+    ``direct: true`` (default): ``minivess train`` writes ``s3://...`` itself with its own S3
+    client, synchronously, so the checkpoint saved at SIGTERM is in the bucket before the
+    process exits 75. ``direct: false`` mounts the bucket at ``mount_path`` instead; use mode
+    ``MOUNT`` then, since ``MOUNT_CACHED`` uploads asynchronously and can lose the last one.
+    """
 
     uri: str | None = Field(
         default=None,
         description="bucket URI (s3://, gs://, r2://...); null = configs/storage.yaml's "
         "checkpoint location (s3.bucket / MINIVESS_S3_BUCKET)",
     )
+    direct: bool = Field(
+        default=True, description="the trainer writes s3:// itself (durable before it exits)"
+    )
     mount_path: str = "/checkpoints"
-    mode: Literal["MOUNT_CACHED", "MOUNT"] = "MOUNT_CACHED"
+    mode: Literal["MOUNT_CACHED", "MOUNT"] = "MOUNT"
 
 
 class DataConfig(StrictModel):
@@ -188,7 +197,16 @@ class TargetConfig(StrictModel):
     job_recovery: JobRecoveryConfig | None = None
     checkpoints: CheckpointConfig | None = None
     data: DataConfig = Field(default_factory=DataConfig)
-    install: str = Field(default="pip install -e .", description="setup's install line")
+    install: str | None = Field(
+        default=None,
+        description="setup's install line; null = the project's node setup (a uv-made Python "
+        "3.11 venv at ~/.minivess/venv filled by .ci/bootstrap.sh with .ci/constraints.txt)",
+    )
+    persistent_dir: str | None = Field(
+        default=None,
+        description="ssh pools without a bucket: a persistent path on the hosts for "
+        "checkpoints (never the pod's temporary disk)",
+    )
     workspace: str = Field(default="~/minivess-workspace", description="workspace on the node")
     envs: dict[str, str] = Field(default_factory=dict)
     secrets: list[str] = Field(default_factory=list)

@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: Exit code of a run stopped by SIGTERM after writing its checkpoint: rerun it to resume.
 PREEMPTED_EXIT_CODE = 75
+#: Logged once the SIGTERM handler is in place (the rehearsal waits for it before preempting).
+TRAINING_STARTED = "training started"
 #: Number of output channels (background, vessel).
 OUT_CHANNELS = 2
 #: Version of the ``last.pt`` layout.
@@ -539,6 +541,14 @@ class _Run:
     def _loop(
         self, start: int, skip: int, loss_sum: float, stop: _StopFlag, bar: Any
     ) -> TrainSummary:
+        log.info(
+            "%s: from epoch %d step %d of %d; SIGTERM now saves a checkpoint and exits %d",
+            TRAINING_STARTED,
+            start + 1,
+            skip,
+            self.cfg.epochs,
+            PREEMPTED_EXIT_CODE,
+        )
         for epoch in range(start, self.cfg.epochs):
             train_loss = self._epoch(epoch, skip, loss_sum, stop, bar)
             skip, loss_sum = 0, 0.0

@@ -21,16 +21,41 @@ log = logging.getLogger(__name__)
 
 
 def resolve_plan(
-    data: Path, model: str, plan_path: Path | None, overrides: list[str] | None
+    data: Path,
+    model: str,
+    plan_path: Path | None,
+    overrides: list[str] | None,
+    hardware: Any | None = None,
 ) -> TrainingPlan:
-    """The plan to train with: ``plan_path`` if given, else planned for this machine."""
-    if plan_path is not None:
-        if overrides:
-            log.warning("--set is ignored with --plan %s (edit the plan file instead)", plan_path)
-        return TrainingPlan.load(plan_path)
+    """The plan to train with: ``plan_path`` if given, else planned for this machine.
+
+    A given plan (e.g. the one ``minivess launch`` shipped to a cloud node) is checked against
+    this machine's GPU (:func:`minivess.planning.node.plan_fits`): kept when it fits, otherwise
+    re-planned for this machine with the same overrides. Either way the verdict is logged and
+    recorded as the ``node.plan`` decision of the plan that trains.
+    """
     from minivess.planning import make_plan
 
-    return make_plan(data, model, overrides=parse_set_overrides(overrides) or None)
+    if plan_path is None:
+        return make_plan(data, model, overrides=parse_set_overrides(overrides) or None)
+    if overrides:
+        log.warning("--set is ignored with --plan %s (edit the plan file instead)", plan_path)
+    from minivess.planning.hardware import detect_hardware
+    from minivess.planning.node import node_decision, plan_fits, replan_overrides
+
+    travelled = TrainingPlan.load(plan_path)
+    hw = hardware if hardware is not None else detect_hardware()
+    fits, reason = plan_fits(travelled, hw)
+    decision = node_decision(fits, reason)
+    log.info("decision %s = %s (%s)", decision.name, decision.value, reason)
+    if fits:
+        plan = travelled
+    else:
+        log.warning("plan %s does not fit this node: %s; re-planning", plan_path, reason)
+        plan = make_plan(
+            data, travelled.model, hardware=hw, overrides=replan_overrides(travelled) or None
+        )
+    return plan.model_copy(update={"decisions": [*plan.decisions, decision]})
 
 
 def _tracking_run(cfg: TrainConfig, plan: TrainingPlan, settings: Settings) -> Any:
@@ -55,12 +80,15 @@ def run_train(
     summary_json: Path | None = None,
     progress: bool = True,
     settings: Settings | None = None,
+    preempted_marker: Path | None = None,
 ) -> int:
     """Plan (or load the plan), train with an MLflow run when tracking is configured.
 
     Returns:
         0 on success, :data:`~minivess.training.loop.PREEMPTED_EXIT_CODE` when SIGTERM stopped
-        the run after saving its checkpoint (rerun to resume).
+        the run after saving its checkpoint (rerun to resume). Then ``preempted_marker``
+        (when given) is created, so a wrapper whose own exit code hides ours (``torchrun``
+        exits 1 when a worker exits 75) can still report the preemption.
 
     ``settings`` (default: :func:`~minivess.settings.load_settings`) give the tracking server,
     the S3 endpoint of an ``s3://`` checkpoint dir, and the rank.
@@ -84,6 +112,10 @@ def run_train(
             )  # fmt: skip
     except TrainingPreempted as err:
         log.warning("%s", err)
+        preempted_marker = preempted_marker or settings.preempted_marker
+        if preempted_marker is not None:
+            Path(preempted_marker).parent.mkdir(parents=True, exist_ok=True)
+            Path(preempted_marker).write_text(f"{err.exit_code}\n")
         return err.exit_code
     write_summary(summary, summary_json, settings.rank)
     return 0

@@ -60,22 +60,45 @@ def test_spot_recovers_on_the_trainers_exit_code_and_resumes_per_task(
     recovery = cfg["resources"]["job_recovery"]
     assert PREEMPTED_EXIT_CODE in recovery["recover_on_exit_codes"]
     assert recovery["strategy"] == "EAGER_NEXT_REGION"
-    assert cfg["file_mounts"]["/checkpoints"] == {
+    # The trainer writes the bucket itself (synchronously): no MOUNT_CACHED mount to lose it.
+    assert "/checkpoints" not in cfg["file_mounts"]
+    assert (
+        '--checkpoint-dir s3://lab-bucket/checkpoints/default/"${SKYPILOT_TASK_ID}"/dicece-fold0'
+        in cfg["run"]
+    )
+    assert cfg["file_mounts"]["/data"] == str(ctx.data_dir)
+    assert (
+        f'minivess train --plan "$HOME/.minivess/launch"/plan-{plan.plan_hash}.json '
+        "--data /data --model dynunet --loss dicece --fold 0 --epochs 1" in cfg["run"]
+    )
+    assert '/bin/dvc" pull' in cfg["setup"]
+
+
+def test_a_mounted_checkpoint_bucket_warns_about_mount_cached(
+    plan: TrainingPlan, ctx: RenderContext, shipped: dict[str, TargetConfig], changed
+) -> None:
+    mounted = changed(shipped["spot"], checkpoints={"direct": False, "mode": "MOUNT_CACHED"})
+    rendered = render_task(plan, mounted, ctx)
+    assert rendered.config["file_mounts"]["/checkpoints"] == {
         "source": "s3://lab-bucket/checkpoints",
         "mode": "MOUNT_CACHED",
     }
-    assert '--checkpoint-dir "/checkpoints/default/${SKYPILOT_TASK_ID}"' in cfg["run"]
-    assert cfg["file_mounts"]["/data"] == str(ctx.data_dir)
-    assert "minivess train --data /data --model dynunet --epochs 1" in cfg["run"]
-    assert "dvc pull" in cfg["setup"]
+    warning = next(d for d in rendered.decisions if d.name == "file_mounts.checkpoints")
+    assert "may never reach the bucket" in warning.reason
+    assert '--checkpoint-dir /checkpoints/default/"${SKYPILOT_TASK_ID}"' in rendered.config["run"]
 
 
 def test_spot_without_any_bucket_is_a_clear_error(
     plan: TrainingPlan, project: Path, shipped: dict[str, TargetConfig]
 ) -> None:
-    ctx = RenderContext(model="dynunet", workdir=project, data_dir=project / "data")
+    ctx = RenderContext(model="dynunet", workdir=project, data_dir=project / "data", dry_run=False)
     with pytest.raises(ConfigError, match=r"needs a checkpoint bucket.*MINIVESS_S3_BUCKET"):
         render_task(plan, shipped["spot"], ctx)
+    # A dry run renders, with a placeholder and a warning that names the fix.
+    dry = render_task(plan, shipped["spot"], RenderContext(**{**ctx.__dict__, "dry_run": True}))
+    assert "s3://set-MINIVESS_S3_BUCKET/checkpoints" in dry.config["run"]
+    warning = next(d for d in dry.decisions if d.name == "checkpoints.placeholder")
+    assert warning.reason.startswith("DRY RUN ONLY") and "MINIVESS_S3_BUCKET" in warning.reason
 
 
 def test_secrets_render_as_names_with_null_values(
@@ -93,8 +116,12 @@ def test_no_data_dir_synthesises_on_the_node(
     cfg = render_task(plan, shipped["spot"], ctx).config
     assert "/data" not in cfg.get("file_mounts", {})
     lines = cfg["run"].splitlines()
-    assert lines[1].startswith("minivess data synth ~/minivess-workspace/data --scale small")
-    assert "--data ~/minivess-workspace/data" in lines[2]
+    synth = next(i for i, ln in enumerate(lines) if ln.startswith("minivess data synth"))
+    assert lines[synth].startswith(
+        'minivess data synth "$HOME"/minivess-workspace/data --scale small'
+    )
+    train = next(i for i, ln in enumerate(lines) if ln.startswith("minivess train"))
+    assert train > synth and '--data "$HOME"/minivess-workspace/data' in lines[train]
 
 
 def test_multi_node_run_is_torchrun_fed_by_skypilot_variables(
@@ -122,6 +149,7 @@ def test_multi_node_run_is_torchrun_fed_by_skypilot_variables(
         "SKYPILOT_NUM_NODES": "2",
         "SKYPILOT_NUM_GPUS_PER_NODE": "4",
         "SKYPILOT_TASK_ID": "sky-managed-1_minivess-train_1-0",
+        "HOME": str(tmp_path),
     }
     out = subprocess.run(
         ["bash", "-c", cfg["run"]], env=env, capture_output=True, text=True, check=True
@@ -129,8 +157,10 @@ def test_multi_node_run_is_torchrun_fed_by_skypilot_variables(
     assert "--nnodes=2" in out and "--nproc_per_node=4" in out and "--node_rank=1" in out
     assert "--master_addr=10.0.0.7" in out
     i = out.index("-m")
-    assert out[i + 1 : i + 4] == ["minivess", "train", "--data"]
-    assert "/checkpoints/default/sky-managed-1_minivess-train_1-0" in out
+    assert out[i + 1 : i + 4] == ["minivess", "train", "--plan"]
+    assert (
+        "s3://lab-bucket/checkpoints/default/sky-managed-1_minivess-train_1-0/dicece-fold0" in out
+    )
 
 
 def test_local_uses_local_gpus_and_runs_the_same_cli_call(
@@ -210,7 +240,7 @@ def test_job_experiment_runs_the_main_job_with_the_bucket_in_envs(
     cfg = render_task(plan, spot, ctx).config
     assert cfg["run"].splitlines()[-1] == (
         "minivess experiment --config configs/experiments/default.yaml "
-        "--workspace ~/minivess-workspace"
+        '--workspace "$HOME"/minivess-workspace'
     )
     assert cfg["envs"]["MINIVESS_S3_BUCKET"] == "lab-bucket"
     assert "/checkpoints" not in cfg.get("file_mounts", {}), "the flow writes to S3 itself"
