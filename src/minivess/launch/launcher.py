@@ -79,13 +79,14 @@ def sky_command(target: TargetConfig, yaml_path: Path, pool_file: Path | None) -
         return f"sky jobs launch -n {target.name} {path}{secrets}"
     if target.kind is Kind.SERVE:
         return f"sky serve up -n {target.name} {path}{secrets}"
+    down = f" && sky down -y {target.name}" if target.teardown else ""
     if target.kind is Kind.SSH:
         assert target.pool is not None
+        # Not `sky ssh up -f FILE`: that mode refuses ~/.ssh/config aliases (SkyPilot 0.14.1
+        # ssh_node_pools.utils.prepare_hosts_info); the pool is merged into ~/.sky instead.
         up = f"sky ssh up --infra {target.pool.name}"
-        if pool_file is not None and pool_file != DEFAULT_POOLS_FILE.expanduser():
-            up += f" -f {shlex.quote(str(pool_file))}"
-        return f"{up} && sky launch -c {target.name} {path}{secrets}"
-    return f"sky launch -c {target.name} {path}{secrets}"
+        return f"{up} && sky launch -c {target.name} {path}{secrets}{down}"
+    return f"sky launch -c {target.name} {path}{secrets}{down}"
 
 
 def local_gpu_names(known: list[str]) -> list[str]:

@@ -159,10 +159,20 @@ def resources_section(
             items.extend({"accelerators": acc, "infra": i} for i in infra)
         else:
             items.append({"accelerators": acc})
+    mode = target.candidates
+    if target.use_spot and target.spot_fallback and items:
+        items = [{**i, "use_spot": True} for i in items] + [{**i, "use_spot": False} for i in items]
+        mode = "ordered"
+        _decide(
+            decisions,
+            "resources.spot_fallback",
+            True,
+            "every candidate on spot first, then the same on demand (resources.ordered)",
+        )
     if len(items) == 1:
         res.update(items[0])
     elif items:
-        res[target.candidates] = items
+        res[mode] = items
     elif len(infra) == 1:
         res["infra"] = infra[0]
     elif infra:
@@ -180,8 +190,16 @@ def resources_section(
                 else " from the planner's cloud inversion (cheapest adequate first)"
             ),
         )
-    if target.use_spot:
+    if target.use_spot and not (target.spot_fallback and items):
         res["use_spot"] = True
+    if target.max_hourly_cost is not None:
+        res["max_hourly_cost"] = target.max_hourly_cost
+        _decide(
+            decisions,
+            "resources.max_hourly_cost",
+            target.max_hourly_cost,
+            "cost cap from the target (SkyPilot skips pricier instances)",
+        )
     if target.image_id:
         res["image_id"] = target.image_id
         _decide(decisions, "resources.image_id", target.image_id, "configured in the target")

@@ -22,14 +22,29 @@ log = logging.getLogger(__name__)
 
 #: Default location SkyPilot reads SSH node pools from.
 DEFAULT_POOLS_FILE = Path("~/.sky/ssh_node_pools.yaml")
-#: Remote probe: one ``key=value`` per line, parsed by :func:`parse_probe`.
-PROBE_SCRIPT = (
-    'echo "user=$(id -un)"; '
-    "if command -v nvidia-smi >/dev/null 2>&1; then "
-    "nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits "
-    "| sed 's/^/gpu=/'; else echo 'gpu_tool=missing'; fi; "
-    'echo "disk_kb=$(df -Pk "$HOME" | awk \'NR==2 {print $4}\')"'
-)
+#: Remote probe: one ``key=value`` per line, parsed by :func:`parse_probe`. ``{path}`` is the
+#: (quoted) folder the job writes to; the free disk is measured on its nearest existing parent.
+PROBE_TEMPLATE = """\
+echo "user=$(id -un)"
+if command -v nvidia-smi >/dev/null 2>&1; then
+  out=$(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits 2>&1); rc=$?
+  if [ "$rc" -ne 0 ]; then echo "gpu_error=nvidia-smi exit $rc: $(echo "$out" | head -n1)"
+  else echo "$out" | sed 's/^/gpu=/'; fi
+else echo gpu_tool=missing; fi
+if command -v python3 >/dev/null 2>&1; then
+  echo "python=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>&1)"
+else echo python=missing; fi
+if [ "$(id -u)" = 0 ]; then echo sudo=root
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then echo sudo=yes
+else echo sudo=no; fi
+d={path}
+case "$d" in "~"|"~/"*) d="$HOME${{d#"~"}}";; esac
+while [ ! -e "$d" ] && [ "$d" != / ]; do d=$(dirname "$d"); done
+echo "disk_path=$d"
+echo "disk_kb=$(df -Pk "$d" | awk 'NR==2 {{print $4}}')"
+"""
+#: Kept for callers that probe ``$HOME``.
+PROBE_SCRIPT = PROBE_TEMPLATE.format(path='"$HOME"')
 
 
 def write_pool_entry(pool: PoolConfig, path: Path) -> Path:
@@ -64,48 +79,96 @@ def write_pool_entry(pool: PoolConfig, path: Path) -> Path:
 
 @dataclass
 class HostReport:
-    """What the preflight found on one host. ``disk_free_gb`` is for the remote ``$HOME``."""
+    """What the preflight found on one host. ``disk_free_gb`` is where the job writes
+    (``disk_path``, the nearest existing folder of it)."""
 
     host: str
     ok: bool
     user: str = ""
     gpus: list[tuple[str, int]] = field(default_factory=list)  # (name, MiB)
     gpu_tool: bool = True
+    python: str = ""
+    sudo: str = ""
+    disk_path: str = ""
     disk_free_gb: float = 0.0
     problems: list[str] = field(default_factory=list)
 
+    def fail(self, problem: str) -> None:
+        self.ok = False
+        self.problems.append(problem)
 
-def parse_probe(host: str, text: str, min_free_disk_gb: float) -> HostReport:
-    """Turn :data:`PROBE_SCRIPT` output into a :class:`HostReport`."""
-    report = HostReport(host=host, ok=True)
+
+def _parse_lines(report: HostReport, text: str) -> None:
     for line in text.splitlines():
         key, _, value = line.partition("=")
+        value = value.strip()
         if key == "user":
-            report.user = value.strip()
-        elif key == "gpu":
+            report.user = value
+        elif key == "gpu" and value:
             name, _, mem = value.rpartition(",")
             try:
                 report.gpus.append((name.strip(), int(float(mem.strip()))))
-            except ValueError:
-                report.problems.append(f"unparsed nvidia-smi line: {value.strip()}")
+            except ValueError:  # "No devices were found" and other driver messages
+                report.fail(f"nvidia-smi: {value} (driver not working)")
+        elif key == "gpu_error":
+            report.fail(f"{value} (driver not working)")
         elif key == "gpu_tool":
             report.gpu_tool = False
-        elif key == "disk_kb" and value.strip().isdigit():
-            report.disk_free_gb = int(value.strip()) / 1024**2
+        elif key == "python":
+            report.python = value
+        elif key == "sudo":
+            report.sudo = value
+        elif key == "disk_path":
+            report.disk_path = value
+        elif key == "disk_kb" and value.isdigit():
+            report.disk_free_gb = int(value) / 1024**2
+
+
+def parse_probe(
+    host: str,
+    text: str,
+    min_free_disk_gb: float,
+    candidates: list[str] | None = None,
+) -> HostReport:
+    """Turn :data:`PROBE_TEMPLATE` output into a :class:`HostReport`.
+
+    A host fails without a user, without a working NVIDIA GPU (no ``nvidia-smi``, a non-zero
+    exit, "No devices were found"), with no GPU among ``candidates`` (accelerator names, e.g.
+    ``["A100-80GB", "L40S"]``; ``None`` = any), without ``python3``, without root or
+    passwordless sudo (``sky ssh up`` installs k3s), or with less free disk than asked.
+    """
+    from minivess.planning.node import accelerator_matches
+
+    report = HostReport(host=host, ok=True)
+    _parse_lines(report, text)
     if not report.user:
-        report.ok = False
-        report.problems.append("probe printed no user")
+        report.fail("probe printed no user")
     if not report.gpu_tool:
-        report.problems.append("nvidia-smi not found: no NVIDIA GPU usable for training")
+        report.fail("nvidia-smi not found: no NVIDIA GPU usable for training")
+    elif not report.gpus and report.ok:
+        report.fail("nvidia-smi lists no GPU")
+    if report.gpus and candidates:
+        names = sorted({n for n, _ in report.gpus})
+        if not any(accelerator_matches(c, n) for c in candidates for n in names):
+            report.fail(
+                f"GPU {', '.join(names)} is none of the candidates ({', '.join(candidates)}); "
+                "fix accelerators_allowed in the ssh target or configs/gpus.yaml"
+            )
+    if not report.python or report.python == "missing":
+        report.fail("python3 not found")
+    if report.sudo == "no":
+        report.fail("no passwordless sudo (sky ssh up installs k3s with sudo)")
     if report.disk_free_gb < min_free_disk_gb:
-        report.ok = False
-        report.problems.append(
-            f"only {report.disk_free_gb:.1f} GB free in $HOME (< {min_free_disk_gb:g} GB)"
+        report.fail(
+            f"only {report.disk_free_gb:.1f} GB free in {report.disk_path or '$HOME'} "
+            f"(< {min_free_disk_gb:g} GB the job asks)"
         )
     return report
 
 
-def ssh_command(pool: PoolConfig, host: str | HostEntry, timeout_s: int) -> list[str]:
+def ssh_command(
+    pool: PoolConfig, host: str | HostEntry, timeout_s: int, probe: str = PROBE_SCRIPT
+) -> list[str]:
     """The ``ssh`` argv for one host (BatchMode: never prompts)."""
     entry = host if isinstance(host, HostEntry) else HostEntry(ip=host)
     cmd = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={timeout_s}"]
@@ -117,17 +180,34 @@ def ssh_command(pool: PoolConfig, host: str | HostEntry, timeout_s: int) -> list
     user = entry.user or pool.user
     if user:
         cmd += ["-l", user]
-    return [*cmd, entry.ip, PROBE_SCRIPT]
+    return [*cmd, entry.ip, probe]
 
 
-def preflight(pool: PoolConfig, timeout_s: int = 10) -> list[HostReport]:
-    """Connect to every host of ``pool`` and report user, GPUs and free disk."""
+def preflight(
+    pool: PoolConfig,
+    timeout_s: int = 10,
+    *,
+    candidates: list[str] | None = None,
+    write_path: str = "~",
+    need_gb: float | None = None,
+) -> list[HostReport]:
+    """Connect to every host of ``pool`` and check what the job needs (see :func:`parse_probe`).
+
+    Args:
+        candidates: GPU names the plan may use (``None``: any NVIDIA GPU).
+        write_path: where the job writes (workspace / persistent_dir); ``~`` = remote home.
+        need_gb: free disk asked there (default ``pool.min_free_disk_gb``).
+    """
+    import shlex
+
+    probe = PROBE_TEMPLATE.format(path=shlex.quote(write_path))
+    need = need_gb if need_gb is not None else (pool.min_free_disk_gb or 0.0)
     reports = []
     for host in pool.hosts:
         name = host if isinstance(host, str) else host.ip
         try:
             proc = subprocess.run(
-                ssh_command(pool, host, timeout_s),
+                ssh_command(pool, host, timeout_s, probe),
                 capture_output=True,
                 text=True,
                 timeout=timeout_s + 20,
@@ -140,7 +220,7 @@ def preflight(pool: PoolConfig, timeout_s: int = 10) -> list[HostReport]:
             msg = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
             reports.append(HostReport(name, False, problems=[f"ssh failed: {msg}"]))
             continue
-        reports.append(parse_probe(name, proc.stdout, pool.min_free_disk_gb))
+        reports.append(parse_probe(name, proc.stdout, need, candidates))
     return reports
 
 
@@ -150,7 +230,7 @@ def print_reports(reports: list[HostReport]) -> None:
     from rich.table import Table
 
     table = Table(title="SSH node pool preflight")
-    for col in ("host", "ok", "user", "GPUs", "free disk (GB)", "problems"):
+    for col in ("host", "ok", "user", "GPUs", "python", "sudo", "free disk (GB)", "problems"):
         table.add_column(col)
     for r in reports:
         gpus = ", ".join(f"{n} ({m} MiB)" for n, m in r.gpus) or "-"
@@ -159,7 +239,9 @@ def print_reports(reports: list[HostReport]) -> None:
             "yes" if r.ok else "NO",
             r.user or "-",
             gpus,
-            f"{r.disk_free_gb:.1f}",
+            r.python or "-",
+            r.sudo or "-",
+            f"{r.disk_free_gb:.1f} ({r.disk_path or '-'})",
             "; ".join(r.problems) or "-",
         )
     Console().print(table)
@@ -174,7 +256,14 @@ def check_target(name_or_path: str) -> int:
         raise ConfigError(
             f"{target_path(name_or_path)}: --check needs an ssh target (kind: ssh with a pool)."
         )
-    reports = preflight(target.pool)
+    from minivess.planning.settings import load_gpu_table
+
+    candidates = list(target.accelerators_allowed) or sorted(load_gpu_table().gpus)
+    where = target.persistent_dir or target.workspace
+    need = target.pool.min_free_disk_gb
+    if need is None:
+        need = float(target.disk_size)
+    reports = preflight(target.pool, candidates=candidates, write_path=where, need_gb=need)
     print_reports(reports)
     for r in reports:
         log.info(

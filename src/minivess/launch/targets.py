@@ -117,7 +117,9 @@ class PoolConfig(StrictModel):
     ssh_config: str | None = Field(
         default=None, description="ssh config file for `--check` only (default ~/.ssh/config)"
     )
-    min_free_disk_gb: float = Field(default=20.0, ge=0)
+    min_free_disk_gb: float | None = Field(
+        default=None, ge=0, description="free disk the preflight asks; null = the disk_size"
+    )
 
     def pool_entry(self) -> dict[str, Any]:
         """This pool in SkyPilot's ``ssh_node_pools.yaml`` format (no password, ever)."""
@@ -191,6 +193,22 @@ class TargetConfig(StrictModel):
     candidates: Literal["ordered", "any_of"] = "ordered"
     max_candidates: int = Field(default=4, ge=1)
     use_spot: bool = False
+    spot_fallback: bool = Field(
+        default=False,
+        description="with use_spot: also list every candidate on demand, after all the spot "
+        "ones (resources.ordered), so the job runs when spot capacity is gone",
+    )
+    max_hourly_cost: float | None = Field(
+        default=None,
+        gt=0,
+        description="SkyPilot resources.max_hourly_cost (USD/h): only instances at or below "
+        "it (spot prices for spot, on-demand prices otherwise)",
+    )
+    teardown: bool = Field(
+        default=True,
+        description="cluster / SSH-pool launches: tear the cluster down after the job "
+        "(`sky down`); managed spot jobs clean up themselves",
+    )
     disk_size: int = Field(default=100, ge=10)
     image_id: str | None = Field(default=None, description="e.g. docker:ghcr.io/<you>/minivess")
     num_nodes: int = Field(default=1, ge=1)
