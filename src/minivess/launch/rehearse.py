@@ -44,6 +44,7 @@ from typing import Any
 
 from minivess.errors import ConfigError, MinivessError
 from minivess.launch.launcher import DEFAULT_RUNTIME_DIR, REPO_DIR, LaunchOptions, prepare
+from minivess.settings import process_environ
 
 log = logging.getLogger(__name__)
 
@@ -458,7 +459,7 @@ def _shell_env(bucket: Bucket) -> dict[str, str]:
     """The rehearsal's stand-in for the user's shell: no real cloud credentials, ever."""
     env = {
         k: v
-        for k, v in os.environ.items()
+        for k, v in process_environ().items()
         if not k.startswith(("AWS_", "SKYPILOT_", "MLFLOW_", "MINIVESS_S3_"))
     }
     env.update(FAKE_CREDENTIALS)
