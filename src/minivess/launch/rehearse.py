@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from minivess.errors import ConfigError, MinivessError
-from minivess.launch.launcher import DEFAULT_RUNTIME_DIR, REPO_DIR, LaunchOptions, prepare
+from minivess.launch.launcher import REPO_DIR, LaunchOptions, default_runtime_dir, prepare
 from minivess.settings import process_environ
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class RehearsalOptions:
     system_python: Path | None = None
     work_dir: Path | None = None
     repo_dir: Path = REPO_DIR
-    runtime_dir: Path = DEFAULT_RUNTIME_DIR
+    runtime_dir: Path = field(default_factory=default_runtime_dir)
     timeout_s: float = 1800.0
 
 

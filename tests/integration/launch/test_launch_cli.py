@@ -143,7 +143,7 @@ def test_local_target_trains_end_to_end(tmp_path: Path, data_dir: Path):
         str(tmp_path / "out"),
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    ckpts = list((tmp_path / "ws" / "checkpoints" / "e2e").glob("*/last.pt"))
+    ckpts = list((tmp_path / "ws" / "checkpoints" / "e2e").glob("*/dicece-fold0/last.pt"))
     assert len(ckpts) == 1, "minivess train wrote its checkpoint where the task said"
     run = yaml.safe_load((tmp_path / "out" / "local.yaml").read_text())["run"]
     assert str(ckpts[0].parent) in run

@@ -55,7 +55,7 @@ def test_broken_existing_file_is_left_untouched(tmp_path: Path, pool: PoolConfig
 def test_probe_parsing_reports_gpus_disk_and_problems() -> None:
     text = (
         "user=me\ngpu=NVIDIA A100-SXM4-80GB, 81920\ngpu=NVIDIA A100-SXM4-80GB, 81920\n"
-        "disk_kb=104857600\n"
+        "python=3.10\nsudo=yes\ndisk_kb=104857600\n"
     )
     report = parse_probe("h", text, min_free_disk_gb=20)
     assert report.ok and report.user == "me" and report.disk_free_gb == pytest.approx(100)
@@ -64,6 +64,12 @@ def test_probe_parsing_reports_gpus_disk_and_problems() -> None:
     assert not low.ok
     assert any("nvidia-smi not found" in p for p in low.problems)
     assert any("only 1.0 GB free" in p for p in low.problems)
+    assert any("python3 not found" in p for p in low.problems)
+    nosudo = parse_probe("h", text.replace("sudo=yes", "sudo=no"), min_free_disk_gb=20)
+    assert not nosudo.ok and any("passwordless sudo" in p for p in nosudo.problems)
+    other = parse_probe("h", text, min_free_disk_gb=20, candidates=["L4", "A100-40GB"])
+    assert not other.ok and any("none of the candidates" in p for p in other.problems)
+    assert parse_probe("h", text, min_free_disk_gb=20, candidates=["A100-80GB"]).ok
 
 
 def test_ssh_command_never_prompts(pool: PoolConfig) -> None:
