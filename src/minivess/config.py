@@ -8,32 +8,22 @@ naming the file, the field path and a "did you mean ...?" hint.
 from __future__ import annotations
 
 import difflib
-import os
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from minivess.errors import ConfigError
+from minivess.resources import CONFIG_DIR_ENV as CONFIG_DIR_ENV  # re-exported
+from minivess.resources import config_dir as config_dir  # re-exported
 
 M = TypeVar("M", bound=BaseModel)
-
-#: Environment variable that points at an alternative ``configs/`` directory.
-CONFIG_DIR_ENV = "MINIVESS_CONFIG_DIR"
 
 
 class StrictModel(BaseModel):
     """Base for config objects: frozen, and unknown keys are an error."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def config_dir() -> Path:
-    """The ``configs/`` directory: ``$MINIVESS_CONFIG_DIR`` or the one shipped with the repo."""
-    env = os.environ.get(CONFIG_DIR_ENV)
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "configs"
 
 
 def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

@@ -25,12 +25,13 @@ from minivess.launch.skycheck import CheckItem, SkyValidator, raise_for
 from minivess.launch.ssh import DEFAULT_POOLS_FILE, write_pool_entry
 from minivess.launch.targets import Job, Kind, TargetConfig, load_target, target_path
 from minivess.planning.plan import Decision, TrainingPlan
+from minivess.resources import project_root, sky_template
 from minivess.settings import cache_root, process_environ
 
 log = logging.getLogger(__name__)
 
-#: The project root: synced to nodes as ``workdir``; holds ``sky/`` templates.
-REPO_DIR = Path(__file__).resolve().parents[3]
+#: The project root (see :mod:`minivess.resources`): synced to nodes as ``workdir``.
+REPO_DIR = project_root()
 #: Default folder for rendered tasks (git-ignored).
 DEFAULT_OUT = REPO_DIR / "sky" / "rendered"
 
@@ -117,7 +118,7 @@ def _known_gpus() -> list[str]:
 def _load_template(target: TargetConfig, repo_dir: Path) -> tuple[dict[str, Any], str]:
     path = Path(target.template)
     if not path.is_absolute():
-        path = repo_dir / "sky" / path
+        path = sky_template(str(path), repo_dir)
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a SkyPilot task template must be a mapping.")

@@ -16,6 +16,7 @@ from minivess.errors import ConfigError, MinivessError
 WORK_POOLS: dict[str, tuple[str, str]] = {
     "minivess-process": ("process", "process.json"),
     "minivess-docker": ("docker", "docker.json"),
+    "minivess-docker-gpu": ("docker", "docker-gpu.json"),
     "minivess-k8s-gpu": ("kubernetes", "kubernetes.json"),
 }
 

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import minivess
 from minivess.errors import MinivessError
+from minivess.resources import bentofile
 from minivess.serving.inference import ONNX_FILE, PLAN_FILE
 from minivess.settings import process_environ
 
 log = logging.getLogger(__name__)
 
-BENTOFILE = Path(__file__).with_name("bentofile.yaml")
+BENTOFILE = bentofile()
 #: Name of the bundle folder inside the build context (matches bentofile.yaml).
 BUNDLE_DIR = "bundle"
 #: Marker file that says a folder is a build context we made (and may rewrite).

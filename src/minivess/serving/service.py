@@ -25,6 +25,7 @@ import bentoml
 import numpy as np
 from pydantic import BaseModel
 
+from minivess.resources import package_parent
 from minivess.serving.guard import PROTECTED_ROUTES, RequestGuard
 from minivess.serving.inference import load_segmenter
 from minivess.serving.nifti import InputRejected, Volume, load_volume, mask_nifti_gz
@@ -79,7 +80,7 @@ def resolve_bundle_path(settings: ServeSettings) -> ServeSettings:
     path = settings.require_model_path()
     if path.is_absolute() or path.exists():
         return settings
-    candidate = Path(__file__).resolve().parents[2] / path
+    candidate = package_parent() / path
     if candidate.exists():
         return settings.model_copy(update={"model_path": candidate})
     return settings

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The one install script: every step that puts minivess into a Python environment. The Dockerfile
+# runs it (CPU and CUDA images), `make setup` runs it through .ci/bootstrap.sh, SkyPilot node setup
+# runs it, and the slow test tests/e2e/test_wheel_install.py runs it on a built wheel in a fresh
+# venv, so the image's install is tested where no image can be built.
+#
+# Steps: (1) a venv, (2) torch pinned to TORCH_VERSION from the variant's index, (3) minivess with
+# EXTRAS, pinned by CONSTRAINTS, (4) a check that the installed torch is the variant asked for.
+#
+# Environment (all optional):
+#   PYTHON         interpreter for the venv (default python3.11, else python3; needs >= 3.11)
+#   VENV           venv to create or reuse (default .venv)
+#   PACKAGE        what to install: a checkout folder or a built wheel (default: this checkout)
+#   EDITABLE       1 = `pip install -e` (default for a checkout), 0 = a regular install
+#   EXTRAS         extras to install (default dev; the image uses all; see pyproject.toml)
+#   TORCH_VERSION  default 2.13.0
+#   TORCH_VARIANT  auto (default: CUDA build when nvidia-smi sees a GPU, else CPU when the PyTorch
+#                  CPU index is reachable, else what the configured pip indexes serve),
+#                  cpu (the CPU build; verified after install), cuda (PyPI's default CUDA build)
+#   TORCH_INDEX    force an index URL for torch (e.g. a mirror of download.pytorch.org/whl/cpu)
+#   CONSTRAINTS    pins (default .ci/constraints.txt next to this script; empty = resolve freely)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+
+VENV=${VENV:-.venv}
+PACKAGE=${PACKAGE:-$root}
+EXTRAS=${EXTRAS:-dev}
+TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+TORCH_VARIANT=${TORCH_VARIANT:-auto}
+PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
+CONSTRAINTS=${CONSTRAINTS-$here/constraints.txt}
+CPU_INDEX=https://download.pytorch.org/whl/cpu
+if [ -d "$PACKAGE" ]; then EDITABLE=${EDITABLE:-1}; else EDITABLE=${EDITABLE:-0}; fi
+
+say() { echo "install: $*"; }
+
+# (1) the venv
+"$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), "minivess needs Python >= 3.11"'
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+pip=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
+
+# (2) torch, pinned, from the variant's index
+case "$TORCH_VARIANT" in
+  cpu)
+    say "CPU torch==$TORCH_VERSION from ${TORCH_INDEX:-$CPU_INDEX}"
+    torch_args=(--index-url "${TORCH_INDEX:-$CPU_INDEX}" --extra-index-url https://pypi.org/simple)
+    ;;
+  cuda)
+    say "CUDA torch==$TORCH_VERSION from ${TORCH_INDEX:-PyPI}"
+    torch_args=(${TORCH_INDEX:+--index-url "$TORCH_INDEX"})
+    ;;
+  auto)
+    if [ -n "${TORCH_INDEX:-}" ]; then
+      torch_args=(--index-url "$TORCH_INDEX")
+    elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+      say "NVIDIA GPU found, installing CUDA torch==$TORCH_VERSION"
+      torch_args=()
+    elif curl -fsS -m 5 -o /dev/null "$CPU_INDEX/" 2>/dev/null; then
+      say "no GPU, installing CPU torch==$TORCH_VERSION from the PyTorch CPU index"
+      torch_args=(--index-url "$CPU_INDEX" --extra-index-url https://pypi.org/simple)
+    else
+      say "no GPU, installing torch==$TORCH_VERSION from the configured pip indexes"
+      torch_args=()
+    fi
+    ;;
+  *)
+    echo "install: TORCH_VARIANT=$TORCH_VARIANT; use auto, cpu or cuda" >&2
+    exit 2
+    ;;
+esac
+"${pip[@]}" "${torch_args[@]}" "torch==$TORCH_VERSION"
+
+# (3) minivess with its extras, pinned by the constraints (torch stays what step 2 installed)
+if [ "$EDITABLE" = 1 ]; then
+  target=(-e "$PACKAGE[$EXTRAS]")
+else
+  target=("$PACKAGE[$EXTRAS]")
+fi
+"${pip[@]}" ${CONSTRAINTS:+-c "$CONSTRAINTS"} "${target[@]}" "torch==$TORCH_VERSION"
+
+# (4) the variant really is what was asked for
+"$VENV/bin/python" - "$TORCH_VARIANT" <<'PY'
+import sys
+
+import torch
+
+variant, cuda = sys.argv[1], torch.version.cuda
+if variant == "cpu" and cuda is not None:
+    sys.exit(f"install: TORCH_VARIANT=cpu but torch {torch.__version__} is a CUDA {cuda} build")
+if variant == "cuda" and cuda is None:
+    sys.exit(f"install: TORCH_VARIANT=cuda but torch {torch.__version__} is a CPU build")
+print(f"install: torch {torch.__version__} ({'CUDA ' + cuda if cuda else 'CPU'})")
+PY
+"$VENV/bin/minivess" --help >/dev/null
+say "$VENV ready (minivess${EXTRAS:+[$EXTRAS]})"
