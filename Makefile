@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 WORKSPACE ?= workspace
 PYTEST_ARGS ?=
 
-.PHONY: setup experiment test test-fast lint typecheck format bench clean
+.PHONY: setup experiment test test-fast lint typecheck format bench image clean
 
 setup:
 	@bash .ci/bootstrap.sh
@@ -36,6 +36,10 @@ format: setup
 
 bench: setup
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+## The CPU image without a Docker daemon (buildah + debootstrap; see docs/targets.md).
+image:
+	bash docker/build-oci.sh $(IMAGE_TAG)
 
 clean:
 	rm -rf $(WORKSPACE) .pytest_cache .ruff_cache

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,75 @@ def load_project(prefect_yaml: Path) -> dict[str, Any]:
     return project
 
 
+#: Variables prefect.yaml reads at deploy time -> (what it is for, how to set it).
+DEPLOY_VARIABLES: dict[str, tuple[str, str]] = {
+    "MINIVESS_IMAGE": (
+        "the project image the docker / kubernetes pools run",
+        "build and push it (docs/flows.md), then export MINIVESS_IMAGE=<registry>/minivess:<tag>",
+    ),
+    "MINIVESS_GIT_URL": (
+        "the repository the process worker clones",
+        "export MINIVESS_GIT_URL=$(git remote get-url origin)",
+    ),
+    "MINIVESS_DATA_DIR": (
+        "the dataset the poll-data deployment watches",
+        "export MINIVESS_DATA_DIR=/path/to/dataset (as the worker sees it)",
+    ),
+}
+_ENV_REF = re.compile(r"\{\{\s*\$(\w+)\s*\}\}")
+
+
+def _env_refs(node: Any) -> set[str]:
+    if isinstance(node, str):
+        return set(_ENV_REF.findall(node))
+    if isinstance(node, dict):
+        return {v for item in node.values() for v in _env_refs(item)}
+    if isinstance(node, list):
+        return {v for item in node for v in _env_refs(item)}
+    return set()
+
+
+def required_variables(project: dict[str, Any], name: str | None = None) -> dict[str, list[str]]:
+    """``$VAR`` references of the deployments to register -> the deployments that need them.
+
+    A deployment needs what its own fields (pool job variables, parameters) reference, plus its
+    pull steps: its own ``pull``, else the project's.
+    """
+    needed: dict[str, list[str]] = {}
+    for dep in project.get("deployments") or []:
+        if name is not None and dep.get("name") != name:
+            continue
+        pull = dep["pull"] if "pull" in dep else project.get("pull")
+        for var in sorted(
+            _env_refs({k: v for k, v in dep.items() if k != "pull"}) | _env_refs(pull)
+        ):
+            needed.setdefault(var, []).append(str(dep.get("name")))
+    return needed
+
+
+def check_variables(
+    project: dict[str, Any], environ: Mapping[str, str], name: str | None = None
+) -> None:
+    """Refuse to deploy when a variable the deployments need is unset, naming each fix.
+
+    Raises:
+        ConfigError: one line per missing variable: what needs it, what it is, how to set it.
+    """
+    if name is not None and name not in {d.get("name") for d in project.get("deployments") or []}:
+        known = ", ".join(str(d.get("name")) for d in project.get("deployments") or [])
+        raise ConfigError(f"no deployment named '{name}' in prefect.yaml; known: {known}.")
+    missing = {
+        v: deps for v, deps in required_variables(project, name).items() if not environ.get(v)
+    }
+    if not missing:
+        return
+    lines = []
+    for var, deps in sorted(missing.items()):
+        what, fix = DEPLOY_VARIABLES.get(var, ("read by prefect.yaml", f"export {var}=..."))
+        lines.append(f"{var} is unset; needed by {', '.join(deps)} ({what}). Fix: {fix}")
+    raise ConfigError("cannot deploy:\n" + "\n".join(lines))
+
+
 def base_job_template(pool: str) -> dict[str, Any]:
     """The base job template of one of :data:`WORK_POOLS`."""
     return json.loads((config_dir() / "prefect" / WORK_POOLS[pool][1]).read_text())
@@ -49,10 +119,21 @@ def _prefect(*args: str) -> str:
     return proc.stdout
 
 
-def deploy_all(prefect_yaml: Path, name: str | None = None) -> Iterator[str]:
-    """Create the work pools (idempotent) and register the deployments; yields progress lines."""
+def deploy_all(
+    prefect_yaml: Path, name: str | None = None, environ: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """Create the work pools (idempotent) and register the deployments; yields progress lines.
+
+    Args:
+        environ: the environment ``prefect deploy`` will see (default: this process's); checked
+            by :func:`check_variables` before anything is created.
+    """
+    import os
+
     project = load_project(prefect_yaml)
-    used = {str((d.get("work_pool") or {}).get("name")) for d in project.get("deployments") or []}
+    check_variables(project, os.environ if environ is None else environ, name)
+    deps = [d for d in project.get("deployments") or [] if name is None or d.get("name") == name]
+    used = {str((d.get("work_pool") or {}).get("name")) for d in deps}
     for pool in sorted(used):
         kind, template = WORK_POOLS[pool]
         path = config_dir() / "prefect" / template

@@ -22,7 +22,7 @@ def test_deploy_creates_pools_deployments_schedule_and_event_trigger(
 
     # `prefect deploy` runs as a subprocess: point it at the harness's server.
     monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
-    monkeypatch.setenv("MINIVESS_REPO_DIR", str(REPO))
+    monkeypatch.setenv("MINIVESS_GIT_URL", "https://git.lab.example/minivess.git")
     monkeypatch.setenv("MINIVESS_IMAGE", "registry.example/minivess:test")
     monkeypatch.setenv("MINIVESS_DATA_DIR", "/lab/data/minivess")
     monkeypatch.chdir(REPO)
