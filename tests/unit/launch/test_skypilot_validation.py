@@ -80,12 +80,17 @@ def checked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CheckResult]:
     add("spot_multinode", multinode)
     experiment = TargetConfig.model_validate({**targets["spot"].model_dump(), "job": "experiment"})
     add("spot_experiment", experiment)
+    fallback = TargetConfig.model_validate(
+        {**targets["spot"].model_dump(), "spot_fallback": True, "max_hourly_cost": 1.5}
+    )
+    add("spot_fallback", fallback)
     results = validate_many(list(items.values()), base / "sky-runtime")
     return dict(zip(items, results, strict=True))
 
 
 @pytest.mark.parametrize(
-    "case", ["local", "ssh", "spot", "serve", "spot_multinode", "spot_experiment"]
+    "case",
+    ["local", "ssh", "spot", "serve", "spot_multinode", "spot_experiment", "spot_fallback"],
 )
 def test_each_target_passes_skypilot(checked: dict[str, CheckResult], case: str) -> None:
     assert checked[case].ok, f"{case}: {checked[case].stage}: {checked[case].error}"
@@ -114,3 +119,20 @@ def test_serve_with_job_recovery_is_rejected_by_skyserve(checked: dict[str, Chec
     assert not result.ok and result.stage == "service"
     assert "job_recovery is disabled for SkyServe" in result.error
     assert "remove job_recovery from the serve target" in hint_for(result.error, "")
+
+
+def test_spot_fallback_lists_on_demand_after_spot(tmp_path: Path) -> None:
+    from minivess.launch.targets import load_target
+
+    spot = TargetConfig.model_validate(
+        {**load_target("spot").model_dump(), "spot_fallback": True, "infra": ["aws"]}
+    )
+    ctx = RenderContext(model="dynunet", workdir=tmp_path, checkpoint_uri="s3://b/c")
+    res = render_task(gpu_plan(["T4:1", "L4:1"]), spot, ctx).config["resources"]
+    assert "use_spot" not in res
+    assert [(i["accelerators"], i["use_spot"]) for i in res["ordered"]] == [
+        ("T4:1", True),
+        ("L4:1", True),
+        ("T4:1", False),
+        ("L4:1", False),
+    ]
