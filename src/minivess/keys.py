@@ -21,6 +21,20 @@ class Source(StrEnum):
     OVERRIDE = "override"
 
 
+class PatchPolicy(StrEnum):
+    """How the planner bounds the patch by the data (seed decision D2, docs/planner.md)."""
+
+    MIN_VOLUME = "min_volume"  # the smallest usable volume bounds the patch: nothing padded
+    MEDIAN_PAD = "median_pad"  # nnU-Net: the median shape bounds it, smaller volumes padded
+
+
+class SmallVolumes(StrEnum):
+    """What happens to a volume below the network's minimum patch."""
+
+    QUARANTINE = "quarantine"  # left out of training, with the reason
+    PAD = "pad"  # zero-padded up to the patch, listed with the amount
+
+
 class Tier(StrEnum):
     """Compute tiers of the seed's table (§2, Phase A)."""
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from minivess.data.schema import Shape3
-from minivess.keys import Source, Tier
+from minivess.data.schema import Shape3, Spacing3
+from minivess.keys import PatchPolicy, Source, Tier
 
 #: Version of the plan schema, bumped on breaking changes (2: the network's builder and params).
 PLAN_SCHEMA_VERSION = 2
@@ -68,7 +68,17 @@ class TrainingPlan(BaseModel):
     sw_overlap: float
     strides: list[Shape3]
     kernel_sizes: list[Shape3]
-    padded_volumes: list[str] = Field(default_factory=list)
+    padded_volumes: list[str] = Field(
+        default_factory=list, description="volumes zero-padded up to the patch when loaded"
+    )
+    quarantined_volumes: list[str] = Field(
+        default_factory=list,
+        description="volumes below the network's minimum patch, left out (reasons: decisions)",
+    )
+    patch_policy: PatchPolicy = PatchPolicy.MIN_VOLUME
+    spacing: Spacing3 | None = Field(
+        default=None, description="voxel spacing the pooling was derived from (x, y, z)"
+    )
     accelerators: list[str] = Field(default_factory=list)
     vram_estimate_mb: float = Field(
         default=0.0, description="MiB of one training step on the training device (GPU or CPU)"

@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
 from minivess.config import StrictModel, parse_model
-from minivess.data.schema import DatasetProfile, Shape3
+from minivess.data.schema import DatasetProfile, Shape3, Spacing3, VolumeStats
 from minivess.errors import ConfigError, PlanError
-from minivess.keys import Source, Tier
+from minivess.keys import PatchPolicy, SmallVolumes, Source, Tier
 from minivess.planning.calibration import Calibration
 from minivess.planning.cloud import gpu_candidates, parse_accelerator
 from minivess.planning.hardware import HardwareBudget
@@ -41,8 +42,8 @@ from minivess.planning.topology import (
     kernels_for,
     nearest_valid,
     network_shape,
-    round_down,
-    strides_for,
+    patch_strides,
+    round_down_shape,
 )
 
 _AXES = ("x", "y", "z")
@@ -52,7 +53,8 @@ log = logging.getLogger(__name__)
 class PlanOverrides(StrictModel):
     """What a researcher may fix by hand (``--set key=value``, ``--overrides FILE``, ``plan:``).
 
-    Every field but ``allow_padding`` is a :class:`TrainingPlan` field; None means "automatic".
+    Most fields are :class:`TrainingPlan` fields; ``small_volumes`` and ``allow_padding`` steer
+    the padding. None means "automatic" (``configs/planner.yaml``).
     """
 
     tier: Tier | None = None
@@ -65,8 +67,14 @@ class PlanOverrides(StrictModel):
     sw_roi: Shape3 | None = None
     sw_overlap: float | None = Field(default=None, ge=0, lt=1)
     accelerators: list[str] | None = None
+    patch_policy: PatchPolicy | None = Field(
+        default=None, description="min_volume (seed D2 default) or median_pad (nnU-Net)"
+    )
+    small_volumes: SmallVolumes | None = Field(
+        default=None, description="volumes below the network's minimum: quarantine or pad"
+    )
     allow_padding: bool = Field(
-        default=True, description="pad volumes smaller than an overridden patch (each is listed)"
+        default=True, description="pad volumes smaller than the patch (each is listed)"
     )
 
     def source(self, name: str) -> Source:
@@ -192,35 +200,44 @@ def _grow_free_axes(
 
 
 def fit_patch(
-    target: Shape3, dataset: DatasetProfile, model: ModelProfile, keep_voxels: bool = False
+    target: Shape3,
+    dataset: DatasetProfile,
+    model: ModelProfile,
+    keep_voxels: bool = False,
+    *,
+    bound: Shape3 | None = None,
+    spacing: Spacing3 | None = None,
 ) -> tuple[Shape3, str]:
-    """Largest valid patch <= target, the model's max and the smallest volume, per axis.
+    """Largest valid patch <= target, the model's max and the data ``bound``, per axis.
 
     Args:
         target: the tier's patch (x, y, z) voxels.
         keep_voxels: when the data caps an axis (Z=5), grow the other axes (within the model max
-            and the smallest volume) so the patch keeps the target's voxel count.
+            and the bound) so the patch keeps the target's voxel count.
+        bound: what the data allows per axis; default the smallest volume (policy min_volume).
+        spacing: voxel spacing for a topology with spacing-aware pooling.
 
     Raises:
         PlanError: an axis has no valid size (the data is thinner than the model allows).
     """
     topo = model.topology
-    limits = [min(model.limits.max_patch[a], dataset.min_shape[a]) for a in range(3)]
+    bound = bound or dataset.min_shape
+    limits = [min(model.limits.max_patch[a], bound[a]) for a in range(3)]
     capped = [min(target[a], limits[a]) for a in range(3)]
     cost = list(network_shape((capped[0], capped[1], capped[2]), topo))
     grown = _grow_free_axes(capped, target, limits, cost) if keep_voxels else capped
-    patch = [round_down(c, topo) for c in grown]
+    out = round_down_shape((grown[0], grown[1], grown[2]), topo, spacing)
     for a in range(3):
-        if patch[a] < 1:
+        if out[a] < 1:
             raise PlanError(
                 f"model '{model.name}' cannot fit axis {_AXES[a]} of the smallest volume "
-                f"({dataset.min_shape[a]} voxels): its topology needs multiples of "
+                f"({bound[a]} voxels): its topology needs multiples of "
                 f"{topo.fixed_divisor}. Override patch_size (volumes get padded) or pick another "
                 "model."
             )
-    out: Shape3 = (patch[0], patch[1], patch[2])
+    patch_strides(out, topo, spacing)  # raises PlanError when the network cannot be built
     reason = (
-        f"target {tuple(target)} capped by the smallest volume {tuple(dataset.min_shape)} and "
+        f"target {tuple(target)} capped by the data bound {tuple(bound)} and "
         f"the model max {tuple(model.limits.max_patch)} -> {tuple(capped)}"
     )
     if grown != capped:
@@ -228,21 +245,22 @@ def fit_patch(
     return out, reason + f", rounded down per axis to the topology -> {out}"
 
 
-def _can_shrink(patch: Shape3, axis: int, floor: Shape3, topo: TopologySpec) -> int:
-    """The next smaller valid size on ``axis`` that keeps the network buildable, or 0."""
-    new = round_down(patch[axis] - 1, topo)
-    if new < max(floor[axis], 1):
-        return 0
+def _can_shrink(
+    patch: Shape3, axis: int, floor: Shape3, topo: TopologySpec, spacing: Spacing3 | None = None
+) -> Shape3 | None:
+    """The next smaller valid patch on ``axis`` that keeps the network buildable, or None."""
     cand = list(patch)
-    cand[axis] = new
-    smaller: Shape3 = (cand[0], cand[1], cand[2])
+    cand[axis] -= 1
+    smaller = round_down_shape((cand[0], cand[1], cand[2]), topo, spacing)
+    if any(smaller[a] < max(floor[a], 1) for a in range(3)):
+        return None
     if _voxels(smaller, topo) >= _voxels(patch, topo):
-        return 0  # an internally padded axis: shrinking it saves nothing
+        return None  # an internally padded axis: shrinking it saves nothing
     try:
-        strides_for(smaller, topo)
+        patch_strides(smaller, topo, spacing)
     except PlanError:
-        return 0
-    return new
+        return None
+    return smaller
 
 
 def _voxels(patch: Shape3, topo: TopologySpec) -> int:
@@ -261,6 +279,7 @@ def fit_memory(
     patch_fixed: bool,
     batch_fixed: bool,
     advice: str = "Use a bigger GPU or a lighter model.",
+    spacing: Spacing3 | None = None,
 ) -> tuple[Shape3, int, float, list[str]]:
     """Shrink the patch (axis with the most room first), then the batch, until within budget.
 
@@ -286,14 +305,14 @@ def fit_memory(
             else [
                 (patch[a] / max(floor3[a], 1), patch[a], -a, a)
                 for a in range(3)
-                if _can_shrink(patch, a, floor3, topo)
+                if _can_shrink(patch, a, floor3, topo, spacing)
             ]
         )
         if options:
             axis = max(options)[3]
-            cand = list(patch)
-            cand[axis] = _can_shrink(patch, axis, floor3, topo)
-            patch = (cand[0], cand[1], cand[2])
+            smaller = _can_shrink(patch, axis, floor3, topo, spacing)
+            assert smaller is not None
+            patch = smaller
         elif not batch_fixed and batch > 1:
             batch -= 1
         else:
@@ -318,62 +337,72 @@ def fit_memory(
     return patch, batch, est, notes
 
 
-def validate_patch_override(patch: Shape3, model: ModelProfile) -> None:
-    """Every axis of an overridden patch must suit the model's topology.
+def validate_patch_override(
+    patch: Shape3, model: ModelProfile, spacing: Spacing3 | None = None
+) -> None:
+    """An overridden patch must be within the model's maximum and suit its topology.
 
     Raises:
-        ConfigError: naming the axis and the nearest valid sizes.
+        ConfigError: naming the axis and the maximum, or the nearest valid sizes.
     """
+    top = model.limits.max_patch
     for a in range(3):
-        if not is_valid_size(patch[a], model.topology):
-            below, above = nearest_valid(patch[a], model.topology)
+        if patch[a] > top[a]:
             raise ConfigError(
-                f"patch_size {tuple(patch)}: axis {_AXES[a]}={patch[a]} does not suit the "
-                f"topology of '{model.name}'; use {below or above}"
-                + (f" or {above}" if below else "")
-                + "."
+                f"patch_size {tuple(patch)}: axis {_AXES[a]}={patch[a]} is above the maximum "
+                f"{top[a]} of '{model.name}' (limits.max_patch {tuple(top)}); use at most "
+                f"{top[a]}."
             )
+    topo = model.topology
+    if topo.pooling == "spacing" and spacing is not None:
+        below = round_down_shape(patch, topo, spacing)
+        for a in range(3):
+            if below[a] != patch[a]:
+                raise ConfigError(
+                    f"patch_size {tuple(patch)}: axis {_AXES[a]}={patch[a]} does not suit the "
+                    f"topology of '{model.name}' at spacing {tuple(spacing)}; use "
+                    f"{below[a]} (patch {tuple(below)} is valid)."
+                )
+    else:
+        for a in range(3):
+            if not is_valid_size(patch[a], topo):
+                lo, hi = nearest_valid(patch[a], topo)
+                raise ConfigError(
+                    f"patch_size {tuple(patch)}: axis {_AXES[a]}={patch[a]} does not suit the "
+                    f"topology of '{model.name}'; use {lo or hi}"
+                    + (f" or {hi}" if lo else "")
+                    + "."
+                )
     if max(patch) > 0:
-        strides_for(patch, model.topology)
+        patch_strides(patch, topo, spacing)
 
 
-def padded_volumes(patch: Shape3, dataset: DatasetProfile) -> tuple[list[str], list[Decision]]:
-    """Volumes smaller than ``patch`` on some axis, with one decision each."""
+def _pad_decision(v: VolumeStats, patch: Shape3, source: Source, why: str) -> Decision:
+    to = tuple(max(v.shape[a], patch[a]) for a in range(3))
+    pad = tuple(to[a] - v.shape[a] for a in range(3))
+    return Decision(
+        name=f"padding:{v.name}",
+        value={"shape": list(v.shape), "padded_to": list(to), "pad_voxels": list(pad)},
+        reason=f"{v.name} {tuple(v.shape)} is smaller than the patch {patch} ({why}); "
+        f"zero-padded by {pad} voxels to {to} when loaded",
+        source=source,
+    )
+
+
+def padded_volumes(
+    patch: Shape3,
+    dataset: DatasetProfile,
+    source: Source = Source.OVERRIDE,
+    why: str = "overridden patch",
+) -> tuple[list[str], list[Decision]]:
+    """Volumes smaller than ``patch`` on some axis, with one decision each (shape, padding)."""
     names: list[str] = []
     decisions: list[Decision] = []
     for v in dataset.volumes:
         if any(v.shape[a] < patch[a] for a in range(3)):
-            to = tuple(max(v.shape[a], patch[a]) for a in range(3))
             names.append(v.name)
-            decisions.append(
-                Decision(
-                    name=f"padding:{v.name}",
-                    value={"shape": list(v.shape), "padded_to": list(to)},
-                    reason=f"{v.name} {tuple(v.shape)} is smaller than the patch {patch}; "
-                    f"zero-padded to {to} when loaded",
-                    source=Source.OVERRIDE,
-                )
-            )
+            decisions.append(_pad_decision(v, patch, source, why))
     return names, decisions
-
-
-# --------------------------------------------------------------------------------------------
-# the planner
-# --------------------------------------------------------------------------------------------
-
-
-class _Decisions:
-    """Collects decisions; a value the researcher overrode is marked ``override``."""
-
-    def __init__(self, ov: PlanOverrides) -> None:
-        self.ov = ov
-        self.items: list[Decision] = []
-
-    def __call__(self, name: str, value: Any, reason: str, field: str | None = None) -> None:
-        src = self.ov.source(field) if field else Source.AUTO
-        if src is Source.OVERRIDE:
-            reason = f"set by the researcher ({reason})" if reason else "set by the researcher"
-        self.items.append(Decision(name=name, value=value, reason=reason, source=src))
 
 
 def describe_hardware(hw: HardwareBudget) -> str:
@@ -387,10 +416,17 @@ def describe_hardware(hw: HardwareBudget) -> str:
 
 
 def determine_amp(ov: PlanOverrides, model: ModelProfile, gpu: bool) -> tuple[bool, str]:
-    """Mixed precision: on a GPU when the model supports it (or as overridden)."""
+    """Mixed precision: on a GPU when the model supports it (or as overridden).
+
+    ``amp=true`` for a CPU run is a logged decision (fp32), never silently dropped.
+    """
     if ov.amp is not None:
         if ov.amp and not model.supports_amp:
             raise PlanError(f"amp=true: model '{model.name}' does not support mixed precision")
+        if ov.amp and not gpu:
+            msg = "amp=true asked for, but training runs on the CPU: fp32 (CUDA AMP only)"
+            log.warning("planner: %s", msg)
+            return False, msg
         return ov.amp, ""
     if gpu and model.supports_amp:
         return True, "GPU and the model supports mixed precision"
@@ -398,10 +434,18 @@ def determine_amp(ov: PlanOverrides, model: ModelProfile, gpu: bool) -> tuple[bo
 
 
 def check_padding(
-    patch: Shape3, dataset: DatasetProfile, ov: PlanOverrides
+    patch: Shape3,
+    dataset: DatasetProfile,
+    ov: PlanOverrides,
+    policy: PatchPolicy = PatchPolicy.MIN_VOLUME,
 ) -> tuple[list[str], list[Decision]]:
-    """Volumes an (overridden) patch would pad; refused when ``allow_padding`` is false."""
-    padded, decisions = padded_volumes(patch, dataset)
+    """Volumes the patch pads (each listed with its padding); refused when ``allow_padding`` is
+    false. ``dataset`` holds the volumes that are trained on (quarantined ones removed)."""
+    if ov.patch_size is not None:
+        source, why = Source.OVERRIDE, "overridden patch"
+    else:
+        source, why = Source.AUTO, f"patch policy {policy.value}"
+    padded, decisions = padded_volumes(patch, dataset, source, why)
     if not any(patch[a] > dataset.min_shape[a] for a in range(3)):
         return [], []
     if not ov.allow_padding:
@@ -417,10 +461,18 @@ def check_padding(
             Decision(
                 name="padding",
                 value=list(dataset.min_shape),
-                source=Source.OVERRIDE,
+                source=source,
                 reason="the profile has no per-volume stats; volumes smaller than the patch "
                 "are padded",
             )
+        )
+    if padded:
+        log.warning(
+            "planner: %d volume(s) are zero-padded up to the patch %s (%s): %s",
+            len(padded),
+            patch,
+            why,
+            ", ".join(padded[:10]) + (" ..." if len(padded) > 10 else ""),
         )
     return padded, decisions
 
@@ -464,49 +516,216 @@ def determine_accelerators(
     )
 
 
-def plan_training(
-    hardware: HardwareBudget,
-    dataset: DatasetProfile,
-    model: ModelProfile,
-    overrides: dict[str, Any] | PlanOverrides | None = None,
-    calibration: Calibration | None = None,
-    settings: PlannerSettings | None = None,
-) -> TrainingPlan:
-    """Plan training of ``model`` on ``dataset`` with ``hardware`` (pure: no I/O but settings).
+def determine_spacing(dataset: DatasetProfile) -> tuple[Spacing3, str]:
+    """The spacing the topology is planned at: the per-axis median over the volumes."""
+    if dataset.volumes:
+        sp = [statistics.median(v.spacing[a] for v in dataset.volumes) for a in range(3)]
+        how = f"per-axis median spacing of {len(dataset.volumes)} volumes"
+    else:
+        lo, hi = dataset.spacing_range
+        sp = [math.sqrt(lo[a] * hi[a]) for a in range(3)]
+        how = "geometric mean of the profile's spacing range (no per-volume stats)"
+    out: Spacing3 = (round(sp[0], 4), round(sp[1], 4), round(sp[2], 4))
+    return out, how
 
-    Args:
-        hardware: the budget (detected, from YAML, or a cloud GPU's).
-        dataset: the profile of the data (shapes (x, y, z) voxels, sizes float32).
-        model: the model profile.
-        overrides: TrainingPlan field names (+ ``allow_padding``), see :class:`PlanOverrides`.
-        calibration: measured memory figures of this model on this device (preferred).
-        settings: planner constants (default: ``configs/planner.yaml``).
 
-    Raises:
-        ConfigError: an invalid override.
-        PlanError: no plan satisfies the constraints; the message says why.
+def network_floor(model: ModelProfile, dataset: DatasetProfile) -> Shape3:
+    """The smallest patch worth training this model on, per axis, for this dataset.
+
+    The model's ``limits.min_patch``, clipped to the median volume (so a thin dataset keeps its
+    thin axis); 1 on every axis for a topology that pads thin axes inside the network.
     """
-    settings = settings or load_planner_settings()
-    ov = parse_overrides(overrides)
-    if dataset.n_volumes < 1 or min(dataset.min_shape) < 1:
-        raise PlanError(f"dataset {dataset.data_dir}: no usable volume to plan for")
-    decide = _Decisions(ov)
-    decide("hardware", hardware.device_key, describe_hardware(hardware))
+    if model.topology.pad_small_axes:
+        return (1, 1, 1)
+    lo, med = model.limits.min_patch, dataset.median_shape
+    return (min(lo[0], med[0]), min(lo[1], med[1]), min(lo[2], med[2]))
 
-    # tier and device
+
+def determine_small_volumes(
+    dataset: DatasetProfile, model: ModelProfile, spacing: Spacing3 | None
+) -> dict[str, str]:
+    """Volumes that cannot hold the network's minimum patch, with the reason (name -> reason).
+
+    A volume is small when an axis is below :func:`network_floor`, or when no patch inside it
+    (within the model's maximum) builds a network of the model's minimum depth.
+    """
+    floor = network_floor(model, dataset)
+    topo = model.topology
+    small: dict[str, str] = {}
+    for v in dataset.volumes:
+        below = [a for a in range(3) if v.shape[a] < floor[a]]
+        if below:
+            axes = ", ".join(f"{_AXES[a]}={v.shape[a]} < {floor[a]}" for a in below)
+            small[v.name] = (
+                f"shape {tuple(v.shape)} is below the minimum patch {floor} of "
+                f"'{model.name}' ({axes})"
+            )
+            continue
+        inside = tuple(min(v.shape[a], model.limits.max_patch[a]) for a in range(3))
+        patch = round_down_shape((inside[0], inside[1], inside[2]), topo, spacing)
+        try:
+            if min(patch) < 1:
+                raise PlanError(f"no valid size on an axis of {inside}")
+            patch_strides(patch, topo, spacing)
+        except PlanError as err:
+            small[v.name] = f"shape {tuple(v.shape)} cannot hold a '{model.name}' network: {err}"
+    return small
+
+
+def restrict(dataset: DatasetProfile, drop: set[str]) -> DatasetProfile:
+    """The profile without the volumes in ``drop`` (shape statistics recomputed)."""
+    if not drop or not dataset.volumes:
+        return dataset
+    return _with_volumes(dataset, [v for v in dataset.volumes if v.name not in drop])
+
+
+def _with_volumes(dataset: DatasetProfile, keep: list[VolumeStats]) -> DatasetProfile:
+    """``dataset`` holding ``keep`` (non-empty), its shape statistics recomputed."""
+    shapes = [v.shape for v in keep]
+    med = [int(statistics.median_low(s[a] for s in shapes)) for a in range(3)]
+    return dataset.model_copy(
+        update={
+            "volumes": keep,
+            "n_volumes": len(keep),
+            "min_shape": tuple(min(s[a] for s in shapes) for a in range(3)),
+            "max_shape": tuple(max(s[a] for s in shapes) for a in range(3)),
+            "median_shape": (med[0], med[1], med[2]),
+            "total_size_gb": sum(v.bytes for v in keep) / 1e9,
+        }
+    )
+
+
+def determine_patch_bound(dataset: DatasetProfile, policy: PatchPolicy) -> tuple[Shape3, str]:
+    """What the data allows the patch to be, per axis, under ``policy``."""
+    if policy is PatchPolicy.MEDIAN_PAD:
+        return dataset.median_shape, f"median shape {tuple(dataset.median_shape)} (median_pad)"
+    return dataset.min_shape, f"smallest volume {tuple(dataset.min_shape)} (min_volume)"
+
+
+def determine_target(
+    spec: TierSpec, policy: PatchPolicy, gpu: bool, spacing: Spacing3, bound: Shape3
+) -> tuple[Shape3, str]:
+    """The patch to start from before the model's limits, the topology and memory.
+
+    The tier's patch, except for ``median_pad`` on a GPU: nnU-Net's initial patch, the
+    aspect ratio of ``1 / spacing`` scaled to the voxels of 256³ and clipped to the median
+    shape, which the memory step then shrinks to the budget (at the tier's batch) before the
+    batch grows into what is left.
+    """
+    if policy is not PatchPolicy.MEDIAN_PAD or not gpu:
+        return spec.patch, f"tier patch {tuple(spec.patch)}"
+    inv = [1.0 / s for s in spacing]
+    scale = (256**3 / math.prod(inv)) ** (1 / 3)
+    t = [min(round(inv[a] * scale), bound[a]) for a in range(3)]
+    return (t[0], t[1], t[2]), (
+        f"nnU-Net initial patch: 1/spacing scaled to 256^3 voxels, clipped to {tuple(bound)}"
+    )
+
+
+def capping_volumes(dataset: DatasetProfile, patch: Shape3, target: Shape3) -> dict[str, list[str]]:
+    """Per axis the data held below the target, the volumes at the bound (``{"z": ["mv03"]}``)."""
+    out: dict[str, list[str]] = {}
+    for a in range(3):
+        if patch[a] < target[a] and dataset.volumes:
+            lo = dataset.min_shape[a]
+            names = [v.name for v in dataset.volumes if v.shape[a] == lo]
+            if lo < target[a] and lo <= patch[a] + patch[a] // 2:
+                out[_AXES[a]] = names
+    return out
+
+
+def grow_batch(
+    patch: Shape3,
+    batch: int,
+    *,
+    model: ModelProfile,
+    mem: MemorySpec,
+    amp: bool,
+    budget_mb: float,
+    cap: int,
+) -> tuple[int, float]:
+    """The largest batch in ``[batch, cap]`` whose estimate stays within the budget."""
+    voxels = _voxels(patch, model.topology)
+    while batch < cap and training_mb(mem, voxels, batch + 1, amp) <= budget_mb:
+        batch += 1
+    return batch, training_mb(mem, voxels, batch, amp)
+
+
+def batch_cap(
+    model: ModelProfile, dataset: DatasetProfile, patch: Shape3, settings: PlannerSettings
+) -> tuple[int, str]:
+    """The most patches per step: the model's max_batch and nnU-Net's dataset-coverage rule."""
+    voxels = sum(v.shape[0] * v.shape[1] * v.shape[2] for v in dataset.volumes) or (
+        dataset.n_volumes * math.prod(dataset.median_shape)
+    )
+    cover = max(1, int(voxels * settings.batch_dataset_fraction / math.prod(patch)))
+    cap = min(model.limits.max_batch, cover)
+    return cap, (
+        f"cap {cap}: model max_batch {model.limits.max_batch}, and a batch covers at most "
+        f"{settings.batch_dataset_fraction:.0%} of the data's voxels ({cover} patches)"
+    )
+
+
+def resampled_profile(dataset: DatasetProfile, target: Spacing3) -> DatasetProfile:
+    """The profile as the network sees it when volumes are resampled to ``target`` spacing.
+
+    Each volume's shape becomes ``round(shape * spacing / target)`` (at least 1), its spacing
+    ``target`` — the same arithmetic as MONAI's ``Spacingd``.
+    """
+    if not dataset.volumes:
+        return dataset
+    vols = []
+    for v in dataset.volumes:
+        shape = tuple(max(1, round(v.shape[a] * v.spacing[a] / target[a])) for a in range(3))
+        vols.append(v.model_copy(update={"shape": shape, "spacing": tuple(target)}))
+    out = _with_volumes(dataset, vols)
+    return out.model_copy(update={"spacing_range": (tuple(target), tuple(target))})
+
+
+# --------------------------------------------------------------------------------------------
+# the planner
+# --------------------------------------------------------------------------------------------
+
+
+class _Decisions:
+    """Collects decisions; a value the researcher overrode is marked ``override``."""
+
+    def __init__(self, ov: PlanOverrides) -> None:
+        self.ov = ov
+        self.items: list[Decision] = []
+
+    def __call__(self, name: str, value: Any, reason: str, field: str | None = None) -> None:
+        src = self.ov.source(field) if field else Source.AUTO
+        if src is Source.OVERRIDE:
+            reason = f"set by the researcher ({reason})" if reason else "set by the researcher"
+        self.items.append(Decision(name=name, value=value, reason=reason, source=src))
+
+
+def determine_device(
+    hardware: HardwareBudget, ov: PlanOverrides, settings: PlannerSettings, decide: _Decisions
+) -> tuple[Tier, bool, int]:
+    """Tier (seed table or override), whether it trains on the GPU, and data-parallel devices."""
     auto_tier, tier_reason = determine_tier(hardware, settings)
     tier = ov.tier or auto_tier
     if tier_reason.startswith("WARNING"):
         log.warning("planner: %s", tier_reason.removeprefix("WARNING: "))
     decide("tier", tier.value, tier_reason if ov.tier is None else f"auto was {auto_tier}", "tier")
-    spec: TierSpec = settings.tier(tier)
     gpu = hardware.has_gpu and tier is not Tier.CPU
     devices = hardware.gpu_count if gpu and tier is Tier.CLOUD_MULTI else 1
     device = "cuda" if gpu else "cpu"
     on = f" on {hardware.gpu_name}" if gpu else ""
     decide("device", f"{device}x{devices}" if devices > 1 else device, f"tier {tier.value}{on}")
+    return tier, gpu, devices
 
-    # memory model (a calibration of this model on this device wins), AMP, cache, budget
+
+def determine_memory_model(
+    model: ModelProfile,
+    hardware: HardwareBudget,
+    gpu: bool,
+    calibration: Calibration | None,
+    decide: _Decisions,
+) -> tuple[MemorySpec, str]:
+    """A calibration of this model on this device wins over the profile's static figures."""
     if calibration is not None and (calibration.model, calibration.device) != (
         model.name,
         hardware.device_key,
@@ -518,34 +737,142 @@ def plan_training(
             f"{calibration.device}, planning {model.name} on {hardware.device_key}",
         )
         calibration = None
-    mem, mem_source = memory_model(model, gpu, calibration)
+    return memory_model(model, gpu, calibration)
+
+
+def determine_volumes(
+    dataset: DatasetProfile,
+    model: ModelProfile,
+    spacing: Spacing3,
+    small_policy: SmallVolumes,
+    decide: _Decisions,
+) -> tuple[DatasetProfile, DatasetProfile, list[str], list[VolumeStats]]:
+    """Split the data into what bounds the patch, what is trained on, and what is quarantined.
+
+    Returns:
+        (bounding view, training view, quarantined names, small volumes to pad).
+
+    Raises:
+        PlanError: every volume is below the network's minimum patch.
+    """
+    small = determine_small_volumes(dataset, model, spacing)
+    if not small:
+        return dataset, dataset, [], []
+    if len(small) == len(dataset.volumes):
+        first = next(iter(small.items()))
+        raise PlanError(
+            f"dataset {dataset.data_dir}: all {len(small)} volume(s) are below the minimum "
+            f"patch of '{model.name}' (e.g. {first[0]}: {first[1]}); use larger volumes or "
+            "another model"
+        )
+    bounding = restrict(dataset, set(small))
+    if small_policy is SmallVolumes.PAD:
+        to_pad = [v for v in dataset.volumes if v.name in small]
+        for v in to_pad:
+            decide(f"small_volume:{v.name}", "pad", f"{small[v.name]}; padded (small_volumes: pad)")
+        return bounding, dataset, [], to_pad
+    for name, reason in small.items():
+        decide(
+            f"quarantine:{name}",
+            "quarantined",
+            f"{reason}; left out of training so the rest goes on (small_volumes: quarantine, "
+            "or set small_volumes=pad to zero-pad it)",
+        )
+        log.warning("planner: quarantined %s: %s", name, reason)
+    return bounding, bounding, sorted(small), []
+
+
+def plan_training(
+    hardware: HardwareBudget,
+    dataset: DatasetProfile,
+    model: ModelProfile,
+    overrides: dict[str, Any] | PlanOverrides | None = None,
+    calibration: Calibration | None = None,
+    settings: PlannerSettings | None = None,
+    target_spacing: Spacing3 | None = None,
+) -> TrainingPlan:
+    """Plan training of ``model`` on ``dataset`` with ``hardware`` (pure: no I/O but settings).
+
+    Args:
+        hardware: the budget (detected, from YAML, or a cloud GPU's).
+        dataset: the profile of the data (shapes (x, y, z) voxels, sizes float32).
+        model: the model profile.
+        overrides: TrainingPlan field names (+ ``allow_padding``), see :class:`PlanOverrides`.
+        calibration: measured memory figures of this model on this device (preferred).
+        settings: planner constants (default: ``configs/planner.yaml``).
+        target_spacing: resampling is enabled: plan on the shapes at this spacing.
+
+    Raises:
+        ConfigError: an invalid override.
+        PlanError: no plan satisfies the constraints; the message says why.
+    """
+    settings = settings or load_planner_settings()
+    ov = parse_overrides(overrides)
+    if dataset.n_volumes < 1 or min(dataset.min_shape) < 1:
+        raise PlanError(f"dataset {dataset.data_dir}: no usable volume to plan for")
+    decide = _Decisions(ov)
+    decide("hardware", hardware.device_key, describe_hardware(hardware))
+    if target_spacing is not None:
+        dataset = resampled_profile(dataset, target_spacing)
+        decide(
+            "resampling",
+            list(target_spacing),
+            f"resampling is enabled: planned on the shapes at spacing {tuple(target_spacing)} "
+            f"(smallest {tuple(dataset.min_shape)}, median {tuple(dataset.median_shape)})",
+        )
+
+    tier, gpu, devices = determine_device(hardware, ov, settings, decide)
+    spec: TierSpec = settings.tier(tier)
+    mem, mem_source = determine_memory_model(model, hardware, gpu, calibration, decide)
     amp, amp_reason = determine_amp(ov, model, gpu)
     decide("amp", amp, amp_reason, "amp")
-    auto_rate, rate_reason = determine_cache_rate(hardware, dataset, settings)
+
+    # the data: spacing, small volumes, policy
+    spacing, spacing_reason = determine_spacing(dataset)
+    use_spacing = spacing if model.topology.pooling == "spacing" else None
+    decide("spacing", list(spacing), spacing_reason)
+    policy = ov.patch_policy or settings.patch_policy
+    small_policy = (
+        ov.small_volumes
+        or settings.small_volumes
+        or (SmallVolumes.PAD if policy is PatchPolicy.MEDIAN_PAD else SmallVolumes.QUARANTINE)
+    )
+    bounding, training, quarantined, to_pad = determine_volumes(
+        dataset, model, spacing, small_policy, decide
+    )
+    bound, bound_reason = determine_patch_bound(bounding, policy)
+    decide("patch_policy", policy.value, bound_reason, "patch_policy")
+
+    auto_rate, rate_reason = determine_cache_rate(hardware, training, settings)
     cache_rate = ov.cache_rate if ov.cache_rate is not None else auto_rate
     decide("cache_rate", cache_rate, rate_reason, "cache_rate")
-    cache_gb = dataset.total_size_gb * settings.cache_bytes_factor * cache_rate
+    cache_gb = training.total_size_gb * settings.cache_bytes_factor * cache_rate
     budget_mb, budget_reason = determine_memory_budget(hardware, gpu, cache_gb, settings)
 
-    # patch: fit + divisibility (or the override, with its padding), then memory
-    auto_patch, patch_reason = (None, "")
+    # patch: fit + divisibility (or the override), its padding, then memory
+    target, target_reason = determine_target(spec, policy, gpu, spacing, bound)
+    auto_patch, patch_reason = None, ""
     try:
         auto_patch, patch_reason = fit_patch(
-            spec.patch, dataset, model, settings.keep_target_voxels
+            target,
+            bounding,
+            model,
+            settings.keep_target_voxels,
+            bound=bound,
+            spacing=use_spacing,
         )
+        patch_reason = f"{target_reason}; {patch_reason}"
     except PlanError as err:
         if ov.patch_size is None:
             raise
         patch_reason = f"no automatic patch fits: {err}"
     if ov.patch_size is not None:
-        validate_patch_override(ov.patch_size, model)
+        validate_patch_override(ov.patch_size, model, use_spacing)
         patch: Shape3 = (ov.patch_size[0], ov.patch_size[1], ov.patch_size[2])
         patch_reason = f"auto would fit {auto_patch}" if auto_patch else patch_reason
     else:
         assert auto_patch is not None
         patch = auto_patch
-    padded, pad_decisions = check_padding(patch, dataset, ov)
-    decide.items.extend(pad_decisions)
     base_batch = min(spec.batch, model.limits.max_batch)
     patch, batch, estimate, notes = fit_memory(
         patch,
@@ -559,17 +886,41 @@ def plan_training(
         advice="Use a bigger GPU or a lighter model."
         if gpu
         else "Free RAM, lower cache_rate (--set cache_rate=0.2) or use a lighter model.",
+        spacing=use_spacing,
     )
     decide("patch_size", list(patch), "; ".join([patch_reason, *notes]), "patch_size")
+    capped = capping_volumes(bounding, patch, target)
+    if capped and policy is PatchPolicy.MIN_VOLUME:
+        decide(
+            "capped_by",
+            capped,
+            "the patch stays inside every trained volume; these volumes set the bound: "
+            + "; ".join(
+                f"{a}: {', '.join(n[:5])}" + (" ..." if len(n) > 5 else "")
+                for a, n in capped.items()
+            )
+            + " (patch_policy=median_pad would pad them instead)",
+        )
+    padded, pad_decisions = check_padding(patch, training, ov, policy)
+    decide.items.extend(pad_decisions)
+    for v in to_pad:
+        if v.name not in padded:  # a small volume is padded even where the patch fits an axis
+            padded.append(v.name)
+            decide.items.append(_pad_decision(v, patch, Source.AUTO, "below the minimum patch"))
 
     # the network the patch implies
-    strides = strides_for(patch, model.topology)
+    strides = patch_strides(patch, model.topology, use_spacing)
     divisors = divisors_of(strides)
+    rule = (
+        f"spacing-aware pooling at {tuple(spacing)} (nnU-Net v2 rule)"
+        if use_spacing
+        else f"{model.topology.rule} rule; axes too thin to halve keep stride 1"
+    )
     decide(
         "strides",
         [list(s) for s in strides],
         f"{len(strides)} levels; per-axis divisors {divisors} from '{model.name}' topology "
-        f"({model.topology.rule}); axes too thin to halve keep stride 1",
+        f"({rule})",
     )
     net_shape = network_shape(patch, model.topology)
     if net_shape != patch:
@@ -580,14 +931,23 @@ def plan_training(
             f"patch {patch} are zero-padded to {net_shape} inside the network (the data is not)",
         )
 
-    # batch, accumulation, memory
+    # batch (grows into a GPU's spare budget), accumulation, memory
+    cap, cap_reason = batch_cap(model, training, patch, settings)
     if ov.batch_size is not None:
         batch_reason = f"tier {tier.value} would use {base_batch}"
     else:
         batch_reason = f"tier {tier.value} batch {spec.batch} (model max {model.limits.max_batch})"
         if batch != base_batch:
             batch_reason += f", reduced to {batch} to fit memory"
+        elif gpu and batch < cap:
+            grown, estimate = grow_batch(
+                patch, batch, model=model, mem=mem, amp=amp, budget_mb=budget_mb, cap=cap
+            )
+            if grown > batch:
+                batch_reason += f", grown to {grown} to fill the VRAM budget ({cap_reason})"
+                batch = grown
     decide("batch_size", batch, batch_reason, "batch_size")
+    decide("batch_cap", cap, cap_reason)
     auto_accum = max(1, math.ceil(base_batch / batch)) if ov.batch_size is None else 1
     accum = ov.grad_accum_steps or auto_accum
     decide(
@@ -637,12 +997,15 @@ def plan_training(
         strides=strides,
         kernel_sizes=kernels_for(strides, model.topology),
         padded_volumes=padded,
+        quarantined_volumes=quarantined,
+        patch_policy=policy,
+        spacing=spacing,
         accelerators=accelerators,
         vram_estimate_mb=round(estimate, 1),
         dataset_hash=dataset.dataset_hash,
         network=plan_network(model),
         decisions=decide.items,
-        device=device,
+        device="cuda" if gpu else "cpu",
         devices=devices,
     )
 
@@ -653,7 +1016,11 @@ def plan_network(model: ModelProfile) -> PlanNetwork:
 
 
 def network_plan(
-    model: ModelProfile, patch: Shape3, batch: int = 1, amp: bool = False
+    model: ModelProfile,
+    patch: Shape3,
+    batch: int = 1,
+    amp: bool = False,
+    spacing: Spacing3 | None = None,
 ) -> TrainingPlan:
     """A minimal plan that only fixes the network (strides from ``patch``), for calibration,
     benchmarks and tests that build a network at a chosen patch.
@@ -661,8 +1028,8 @@ def network_plan(
     Raises:
         ConfigError: ``patch`` does not suit the model's topology.
     """
-    validate_patch_override(patch, model)
-    strides = strides_for(patch, model.topology)
+    validate_patch_override(patch, model, spacing)
+    strides = patch_strides(patch, model.topology, spacing)
     return TrainingPlan(
         model=model.name,
         tier=Tier.CPU,
@@ -676,4 +1043,5 @@ def network_plan(
         strides=strides,
         kernel_sizes=kernels_for(strides, model.topology),
         network=plan_network(model),
+        spacing=spacing,
     )

@@ -66,6 +66,12 @@ class TopologySpec(StrictModel):
     min_feature_size: int = Field(default=4, ge=1, description="voxels, smallest feature map")
     fixed_divisor: int | None = Field(default=None, ge=2)
     pad_small_axes: bool = False
+    pooling: Literal["shape", "spacing"] = Field(
+        default="shape",
+        description="per_axis only. shape: halve an axis while it stays >= min_feature_size; "
+        "spacing: nnU-Net v2's rule, an axis joins the pooling once its spacing is within 2x "
+        "of the finest (minivess.planning.pooling)",
+    )
     kernel_rule: Literal["full", "strided"] = Field(
         default="full", description="full: kernel 3 everywhere; strided: 3 only where stride 2"
     )
@@ -74,6 +80,8 @@ class TopologySpec(StrictModel):
     def _consistent(self) -> TopologySpec:
         if self.min_levels > self.max_levels:
             raise ValueError("min_levels must be <= max_levels")
+        if self.pooling == "spacing" and self.rule != "per_axis":
+            raise ValueError("pooling 'spacing' needs rule 'per_axis'")
         if self.rule == "fixed":
             d = self.fixed_divisor
             if d is None or d & (d - 1):

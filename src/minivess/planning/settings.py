@@ -12,7 +12,7 @@ from pydantic import Field
 
 from minivess.config import StrictModel, config_dir, load_yaml_model
 from minivess.data.schema import Shape3
-from minivess.keys import Tier
+from minivess.keys import PatchPolicy, SmallVolumes, Tier
 
 
 class TierSpec(StrictModel):
@@ -35,6 +35,15 @@ class PlannerSettings(StrictModel):
     max_cloud_candidates: int = Field(ge=1)
     keep_target_voxels: bool = Field(
         default=True, description="grow uncapped axes when the data caps one (see planner.yaml)"
+    )
+    patch_policy: PatchPolicy = Field(
+        default=PatchPolicy.MIN_VOLUME, description="seed D2 default; median_pad = nnU-Net"
+    )
+    small_volumes: SmallVolumes | None = Field(
+        default=None, description="None: quarantine under min_volume, pad under median_pad"
+    )
+    batch_dataset_fraction: float = Field(
+        default=0.05, gt=0, le=1, description="a batch covers at most this share of the data"
     )
     tiers: dict[Tier, TierSpec]
 

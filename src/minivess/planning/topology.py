@@ -12,7 +12,7 @@ schedule MONAI's ``SegResNetDS`` derives from a ``resolution`` of ``2**(K - k_a)
 
 from __future__ import annotations
 
-from minivess.data.schema import Shape3
+from minivess.data.schema import Shape3, Spacing3
 from minivess.errors import PlanError
 from minivess.planning.profiles import TopologySpec
 
@@ -114,3 +114,55 @@ def divisors_of(strides: list[Shape3]) -> Shape3:
         for a in range(3):
             out[a] *= s[a]
     return (out[0], out[1], out[2])
+
+
+# --- patch-level helpers: the shape rule per axis, or the spacing rule (nnU-Net) jointly ------
+
+
+def _spacing_rule(topo: TopologySpec, spacing: Spacing3 | None) -> bool:
+    return topo.pooling == "spacing" and spacing is not None
+
+
+def patch_strides(
+    patch: Shape3, topo: TopologySpec, spacing: Spacing3 | None = None
+) -> list[Shape3]:
+    """Per-level strides of ``patch``: the spacing rule when the topology asks for it and the
+    spacing is known, else :func:`strides_for` (the shape rule).
+
+    Raises:
+        PlanError: the network cannot reach its minimum depth on this patch.
+    """
+    if not _spacing_rule(topo, spacing):
+        return strides_for(patch, topo)
+    from minivess.planning.pooling import spacing_pooling
+
+    assert spacing is not None
+    plan = spacing_pooling(spacing, patch, topo.min_feature_size, max_levels=topo.max_levels - 1)
+    if len(plan.strides) < topo.min_levels:
+        need = topo.min_feature_size * 2 ** (topo.min_levels - 1)
+        raise PlanError(
+            f"patch {patch} is too small: the network needs {topo.min_levels} levels, i.e. at "
+            f"least two axes of about {need} voxels at similar spacing; use a larger patch or "
+            "a shallower model"
+        )
+    return plan.strides
+
+
+def round_down_shape(patch: Shape3, topo: TopologySpec, spacing: Spacing3 | None = None) -> Shape3:
+    """The largest valid patch ``<= patch`` per axis (an axis with no valid size becomes 0)."""
+    if not _spacing_rule(topo, spacing):
+        return (round_down(patch[0], topo), round_down(patch[1], topo), round_down(patch[2], topo))
+    from minivess.planning.pooling import round_down_patch
+
+    assert spacing is not None
+    if min(patch) < 1:
+        return (max(patch[0], 0), max(patch[1], 0), max(patch[2], 0))
+    out, _ = round_down_patch(spacing, patch, topo.min_feature_size, max_levels=topo.max_levels - 1)
+    return out
+
+
+def patch_is_valid(patch: Shape3, topo: TopologySpec, spacing: Spacing3 | None = None) -> bool:
+    """True when every axis of ``patch`` passes through the network unchanged."""
+    if not _spacing_rule(topo, spacing):
+        return all(is_valid_size(s, topo) for s in patch)
+    return min(patch) >= 1 and round_down_shape(patch, topo, spacing) == patch

@@ -95,7 +95,7 @@ def test_impossible_plan_exits_nonzero_with_reason(profile_json, monkeypatch, ca
         "--gpu",
         "T4:1",
         "--set",
-        "patch_size=[512,512,96]",
+        "patch_size=[192,192,96]",
         "--set",
         "batch_size=4",
     )

@@ -16,7 +16,7 @@ from minivess.planning.planner import load_overrides, plan_training
 from minivess.planning.profiles import list_model_profiles, load_model_profile
 from minivess.planning.report import PLAN_JSON_KEYS, decisions_table
 from minivess.planning.settings import load_planner_settings
-from minivess.planning.topology import is_valid_size
+from minivess.planning.topology import patch_is_valid
 
 #: The five example machines of the acceptance criteria (configs/hardware/*.yaml).
 HARDWARE_NAMES = ("cpu_16gb", "gpu_8gb", "gpu_24gb", "gpu_80gb", "gpu_4x80gb")
@@ -28,7 +28,7 @@ def _fits_and_divides(plan: TrainingPlan, dataset) -> None:
     for a in range(3):
         assert plan.patch_size[a] <= dataset.min_shape[a], (plan.model, plan.patch_size)
         assert plan.patch_size[a] % plan.divisors[a] == 0, (plan.model, plan.patch_size)
-        assert is_valid_size(plan.patch_size[a], topo)
+    assert patch_is_valid(plan.patch_size, topo, plan.spacing)
     assert plan.padded_volumes == []
 
 
@@ -215,7 +215,11 @@ def test_larger_patch_pads_only_the_small_volumes(make_profile, hardware):
     )
     assert plan.padded_volumes == ["a", "b"]
     pad_a = plan.decision("padding:a")
-    assert pad_a.value == {"shape": [128, 128, 5], "padded_to": [128, 128, 8]}
+    assert pad_a.value == {
+        "shape": [128, 128, 5],
+        "padded_to": [128, 128, 8],
+        "pad_voxels": [0, 0, 3],
+    }
     assert pad_a.source is Source.OVERRIDE
     with pytest.raises(PlanError, match=r"larger than volume a, b .*allow_padding"):
         plan_training(

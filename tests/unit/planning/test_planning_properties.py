@@ -12,7 +12,7 @@ from minivess.planning.hardware import HardwareBudget
 from minivess.planning.planner import plan_training
 from minivess.planning.profiles import list_model_profiles, load_model_profile
 from minivess.planning.settings import load_planner_settings
-from minivess.planning.topology import is_valid_size, network_shape
+from minivess.planning.topology import network_shape, patch_is_valid
 
 PROFILES = {n: load_model_profile(n) for n in list_model_profiles()}
 SETTINGS = load_planner_settings()
@@ -55,17 +55,20 @@ def test_rules_hold_or_planner_refuses(shapes, hw, model):
     except PlanError as err:
         _check_refusal(err)
         return
-    # fit: every volume, every axis; no padding by default
-    for shape in shapes:
-        assert all(p <= s for p, s in zip(plan.patch_size, shape, strict=True))
+    # fit: every trained volume, every axis; no padding by default; quarantine only the small
+    kept = [v for v in data.volumes if v.name not in plan.quarantined_volumes]
+    assert kept, "one small volume never blocks the plan for all"
+    for v in kept:
+        assert all(p <= s for p, s in zip(plan.patch_size, v.shape, strict=True))
     assert plan.padded_volumes == []
     # divisibility per axis, from this model's topology
     for a in range(3):
         assert plan.patch_size[a] % plan.divisors[a] == 0
-        assert is_valid_size(plan.patch_size[a], profile.topology)
+    assert patch_is_valid(plan.patch_size, profile.topology, plan.spacing)
     assert profile.topology.min_levels <= len(plan.strides) <= profile.topology.max_levels
     # memory within budget
-    cache_gb = data.total_size_gb * SETTINGS.cache_bytes_factor * plan.cache_rate
+    trained_gb = sum(v.bytes for v in kept) / 1e9  # the cache holds the trained volumes only
+    cache_gb = trained_gb * SETTINGS.cache_bytes_factor * plan.cache_rate
     if plan.device == "cuda":
         budget = SETTINGS.vram_budget_fraction * hw.gpu_vram_mb
     else:
@@ -98,7 +101,10 @@ def test_patch_override_pads_exactly_the_small_volumes(shapes, patch, allow, mod
         return
     assert plan.patch_size == patch
     small = [
-        v.name for v in data.volumes if any(s < p for s, p in zip(v.shape, patch, strict=True))
+        v.name
+        for v in data.volumes
+        if v.name not in plan.quarantined_volumes
+        and any(s < p for s, p in zip(v.shape, patch, strict=True))
     ]
     assert plan.padded_volumes == small
     assert allow or not small
