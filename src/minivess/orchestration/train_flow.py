@@ -50,9 +50,23 @@ def find_data_run(settings: Settings, data_run_id: str | None) -> tuple[str, Dat
 @task
 def make_training_plan(prof: DatasetProfile, exp: ExperimentConfig) -> TrainingPlan:
     """Plan for this machine (or ``exp.hardware``), honouring the experiment's overrides."""
+    from minivess.config import parse_model
     from minivess.planning import make_plan
+    from minivess.training.config import ResamplingConfig, default_resampling
 
-    plan = make_plan(prof, exp.model, hardware=exp.hardware, overrides=exp.plan or None)
+    block = exp.training.get("resampling")
+    res = (
+        parse_model(ResamplingConfig, block, "training.resampling")
+        if isinstance(block, dict)
+        else default_resampling()
+    )
+    plan = make_plan(
+        prof,
+        exp.model,
+        hardware=exp.hardware,
+        overrides=exp.plan or None,
+        target_spacing=res.target_spacing if res.enabled else None,  # plan on resampled shapes
+    )
     common.table_artifact(
         "minivess-plan-decisions",
         [d.model_dump(mode="json") | {"value": str(d.value)} for d in plan.decisions],

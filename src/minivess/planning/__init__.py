@@ -67,6 +67,7 @@ def make_plan(
     hardware: Path | str | HardwareBudget | None = None,
     overrides: dict[str, Any] | None = None,
     use_calibration: bool = True,
+    target_spacing: tuple[float, float, float] | None = None,
 ) -> TrainingPlan:
     """Plan training of ``model`` on ``data`` for ``hardware``.
 
@@ -78,6 +79,7 @@ def make_plan(
             with that accelerator, from ``configs/gpus.yaml``), or a HardwareBudget.
         overrides: TrainingPlan field names plus ``allow_padding`` (see ``PlanOverrides``).
         use_calibration: use a stored calibration of this model on this device when present.
+        target_spacing: resampling is enabled: plan on the shapes at this spacing.
 
     Raises:
         ConfigError / PlanError / DataError with a one-line reason.
@@ -102,4 +104,6 @@ def make_plan(
     cal = load_calibration(profile.name, hw.device_key) if use_calibration else None
     if cal is not None:
         log.info("using calibration %s", cal.file_name)
-    return plan_training(hw, dataset, profile, overrides=overrides, calibration=cal)
+    return plan_training(
+        hw, dataset, profile, overrides=overrides, calibration=cal, target_spacing=target_spacing
+    )

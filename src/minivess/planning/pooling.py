@@ -99,7 +99,7 @@ def spacing_pooling(
         pools_per_axis=tuple(pools),  # type: ignore[arg-type]
         strides=strides,  # type: ignore[arg-type]
         kernels=kernels,  # type: ignore[arg-type]
-        padded_patch=padded,  # type: ignore[arg-type]
+        padded_patch=padded,
     )
 
 

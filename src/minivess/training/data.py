@@ -40,6 +40,65 @@ def usable_pairs(data_dir: Path) -> list[VolumePair]:
     return [p for p in pairs if p.label is not None]
 
 
+def plan_gate(
+    plan: TrainingPlan,
+    pairs: list[VolumePair],
+    data_dir: Path,
+    resampling: ResamplingConfig | None = None,
+) -> list[VolumePair]:
+    """Check the plan against the data it trains on; the pairs to train on.
+
+    * a plan made for other data (``plan.dataset_hash`` set and different from the data's
+      content hash) is refused;
+    * volumes the planner quarantined (``plan.quarantined_volumes``) are left out, logged;
+    * a volume that the patch would pad but the plan does not list in ``padded_volumes`` is
+      refused: padding is always announced (seed decision D2).
+
+    Shapes come from the headers (no voxels are read), resampled to the target spacing when
+    resampling is enabled, exactly as the planner saw them.
+
+    Raises:
+        PlanError: one line naming the volume or the hashes and the fix.
+    """
+    from minivess.data.profiler import dataset_content_hash
+    from minivess.data.validation import check_header
+    from minivess.errors import PlanError
+
+    if plan.dataset_hash:
+        actual = dataset_content_hash(data_dir)
+        if actual != plan.dataset_hash:
+            raise PlanError(
+                f"plan was made for dataset {plan.dataset_hash[:12]}, but {data_dir} is "
+                f"{actual[:12]}: re-plan with 'minivess plan --data {data_dir}' "
+                "(the data changed or the plan belongs to other data)"
+            )
+    quarantined = set(plan.quarantined_volumes)
+    if quarantined:
+        log.warning(
+            "plan: %d volume(s) quarantined by the planner (below the network's minimum patch): %s",
+            len(quarantined),
+            ", ".join(sorted(quarantined)),
+        )
+    keep = [p for p in pairs if p.name not in quarantined]
+    target = resampling.target_spacing if resampling and resampling.enabled else None
+    announced = set(plan.padded_volumes)
+    for pair in keep:
+        info = check_header(pair.image)
+        shape: tuple[int, ...] = tuple(info.shape)
+        if target is not None:
+            shape = tuple(max(1, round(shape[a] * info.spacing[a] / target[a])) for a in range(3))
+        short = [a for a in range(3) if shape[a] < plan.patch_size[a]]
+        if short and pair.name not in announced:
+            raise PlanError(
+                f"{pair.name} {tuple(shape)} is smaller than the patch "
+                f"{tuple(plan.patch_size)} and would be padded, but the plan does not list "
+                "it in padded_volumes: re-plan (minivess plan) or choose a smaller patch"
+            )
+    if not keep:
+        raise PlanError(f"{data_dir}: the plan quarantines every usable volume; re-plan")
+    return keep
+
+
 def datalist(pairs: list[VolumePair], names: list[str]) -> list[dict[str, Any]]:
     """MONAI data dicts ``{image, label, name}`` of the pairs called ``names``, in that order."""
     by_name = {p.name: p for p in pairs}

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
     from torch import nn
 
+    from minivess.planning.profiles import ModelProfile
     from minivess.training.distributed import DistContext
 
 log = logging.getLogger(__name__)
@@ -255,10 +256,12 @@ class _Run:
         progress: bool,
         ctx: DistContext,
         endpoint_url: str | None = None,
+        profile: ModelProfile | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.endpoint = endpoint_url
         self.plan = plan
+        self.profile = profile
         self.cfg = cfg
         self.ctx = ctx
         self.tracker = tracker if ctx.is_main else NullTracker()
@@ -277,10 +280,18 @@ class _Run:
         import torch
 
         from minivess.models import build_model
-        from minivess.training.data import datalist, eval_dataset, train_loader, usable_pairs
+        from minivess.training.data import (
+            datalist,
+            eval_dataset,
+            plan_gate,
+            train_loader,
+            usable_pairs,
+        )
         from minivess.training.losses import build_loss
 
-        pairs = usable_pairs(self.data_dir)
+        pairs = plan_gate(
+            self.plan, usable_pairs(self.data_dir), self.data_dir, self.cfg.resampling
+        )
         self.split = kfold_split(
             [p.name for p in pairs], self.cfg.n_folds, self.cfg.fold, self.cfg.seed
         )
@@ -301,7 +312,9 @@ class _Run:
                 tuple(self.plan.patch_size),
             )
         torch.manual_seed(self.cfg.seed)
-        model = build_model(self.plan, in_channels=1, out_channels=OUT_CHANNELS)
+        model = build_model(
+            self.plan, in_channels=1, out_channels=OUT_CHANNELS, profile=self.profile
+        )
         self.model = model.to(self.ctx.device)
         if self.ctx.distributed:
             from torch.nn.parallel import DistributedDataParallel
@@ -691,6 +704,7 @@ def train(
     tracker: Tracker | None = None,
     progress: bool = True,
     endpoint_url: str | None = None,
+    profile: ModelProfile | None = None,
 ) -> TrainSummary:
     """Train one (loss, fold) cell on ``data_dir`` with ``plan``; resume if a checkpoint exists.
 
@@ -706,12 +720,17 @@ def train(
 
     ``endpoint_url`` is the S3 endpoint for an ``s3://`` checkpoint dir (the settings'
     ``storage.s3.endpoint_url``; None: AWS).
+
+    ``profile`` is the model profile when it is not a shipped one (``--model path.yaml``);
+    default: loaded by ``plan.model``.
     """
     from minivess.training.distributed import setup, teardown
 
     ctx = setup()
     try:
-        run = _Run(data_dir, plan, cfg, tracker or NullTracker(), progress, ctx, endpoint_url)
+        run = _Run(
+            data_dir, plan, cfg, tracker or NullTracker(), progress, ctx, endpoint_url, profile
+        )
         return run.run()
     except RuntimeError as err:  # MONAI wraps a transform's error: report the data error
         cause = _data_error_in(err)

@@ -13,6 +13,7 @@ from typing import Any
 
 from minivess.config import parse_model, parse_set_overrides
 from minivess.planning.plan import TrainingPlan
+from minivess.planning.profiles import ModelProfile
 from minivess.settings import Settings, load_settings
 from minivess.training.config import TrainConfig
 from minivess.training.loop import TrainingPreempted, TrainSummary, sigterm_flag, train
@@ -22,12 +23,14 @@ log = logging.getLogger(__name__)
 
 def resolve_plan(
     data: Path,
-    model: str,
+    model: str | ModelProfile,
     plan_path: Path | None,
     overrides: list[str] | None,
     hardware: Any | None = None,
+    target_spacing: tuple[float, float, float] | None = None,
 ) -> TrainingPlan:
-    """The plan to train with: ``plan_path`` if given, else planned for this machine.
+    """The plan to train with: ``plan_path`` if given, else planned for this machine (on the
+    resampled shapes when ``target_spacing`` is set: resampling is enabled).
 
     A given plan (e.g. the one ``minivess launch`` shipped to a cloud node) is checked against
     this machine's GPU (:func:`minivess.planning.node.plan_fits`): kept when it fits, otherwise
@@ -37,7 +40,12 @@ def resolve_plan(
     from minivess.planning import make_plan
 
     if plan_path is None:
-        return make_plan(data, model, overrides=parse_set_overrides(overrides) or None)
+        return make_plan(
+            data,
+            model,
+            overrides=parse_set_overrides(overrides) or None,
+            target_spacing=target_spacing,
+        )
     if overrides:
         log.warning("--set is ignored with --plan %s (edit the plan file instead)", plan_path)
     from minivess.planning.hardware import detect_hardware
@@ -53,9 +61,22 @@ def resolve_plan(
     else:
         log.warning("plan %s does not fit this node: %s; re-planning", plan_path, reason)
         plan = make_plan(
-            data, travelled.model, hardware=hw, overrides=replan_overrides(travelled) or None
+            data,
+            travelled.model,
+            hardware=hw,
+            overrides=replan_overrides(travelled) or None,
+            target_spacing=target_spacing,
         )
     return plan.model_copy(update={"decisions": [*plan.decisions, decision]})
+
+
+def custom_profile(model: str) -> ModelProfile | None:
+    """The profile of ``--model path/to.yaml`` (a profile outside configs/), else None."""
+    if not model.endswith((".yaml", ".yml")) and not Path(model).is_file():
+        return None
+    from minivess.planning.profiles import load_model_profile
+
+    return load_model_profile(model)
 
 
 def _tracking_run(cfg: TrainConfig, plan: TrainingPlan, settings: Settings) -> Any:
@@ -95,11 +116,15 @@ def run_train(
     """
     settings = settings or load_settings()
     cfg = parse_model(TrainConfig, cfg_fields, "minivess train options")
+    profile = custom_profile(model)
+    spacing = cfg.resampling.target_spacing if cfg.resampling.enabled else None
     try:
         # SIGTERM while planning (the data gate) or connecting stops at once: nothing to save
         with sigterm_flag(cfg.checkpoint_dir) as stop, ExitStack() as stack:
             with stop.setup("planning (data gate) and connecting to MLflow"):
-                plan = resolve_plan(Path(data), model, plan_path, overrides)
+                plan = resolve_plan(
+                    Path(data), profile or model, plan_path, overrides, target_spacing=spacing
+                )
                 run = stack.enter_context(_tracking_run(cfg, plan, settings))
             tracker = None
             if run is not None:
@@ -108,7 +133,7 @@ def run_train(
                 tracker = MlflowTracker(run.info.run_id)
             summary = train(
                 Path(data), plan, cfg, tracker=tracker, progress=progress,
-                endpoint_url=settings.storage.s3.endpoint_url,
+                endpoint_url=settings.storage.s3.endpoint_url, profile=profile,
             )  # fmt: skip
     except TrainingPreempted as err:
         log.warning("%s", err)

@@ -7,16 +7,23 @@ from pathlib import Path
 
 import pytest
 
+from minivess.errors import PlanError
 from minivess.keys import Keys
 from minivess.training.config import TrainConfig
-from minivess.training.data import datalist, train_loader, usable_pairs, volumes_per_batch
+from minivess.training.data import (
+    datalist,
+    plan_gate,
+    train_loader,
+    usable_pairs,
+    volumes_per_batch,
+)
 from minivess.training.transforms import samples_per_volume
 
 
 def _check_batches(data_dir: Path, plan, cfg: TrainConfig, epochs: int = 2) -> int:
     import torch
 
-    pairs = usable_pairs(data_dir)
+    pairs = plan_gate(plan, usable_pairs(data_dir), data_dir, cfg.resampling)
     assert "mv03" in {p.name for p in pairs}  # the Z=5 volume is in play
     loader, ds = train_loader(datalist(pairs, [p.name for p in pairs]), plan, cfg)
     spv = samples_per_volume(plan, cfg)
@@ -49,8 +56,37 @@ def test_hand_plan_batches_match_plan(tiny_data: Path, plan_factory) -> None:
 def test_patch_deeper_than_thin_volume_is_padded_not_crashing(
     tiny_data: Path, plan_factory
 ) -> None:
-    plan = plan_factory(patch_size=(16, 16, 8), sw_roi=(16, 16, 8), batch_size=4)
+    plan = plan_factory(
+        patch_size=(16, 16, 8),
+        sw_roi=(16, 16, 8),
+        batch_size=4,
+        padded_volumes=["mv03", "mv06"],  # Z=5 and Z=7 < 8: announced, as the planner does
+    )
     _check_batches(tiny_data, plan, TrainConfig(samples_per_volume=3), epochs=1)
+
+
+def test_unannounced_padding_fails_the_gate_in_one_line(tiny_data: Path, plan_factory) -> None:
+    """A patch deeper than mv03 (Z=5) with an empty padded_volumes is refused, naming it."""
+    plan = plan_factory(patch_size=(16, 16, 8), sw_roi=(16, 16, 8))
+    with pytest.raises(PlanError, match=r"mv03 \(32, 32, 5\) is smaller than the patch") as err:
+        plan_gate(plan, usable_pairs(tiny_data), tiny_data)
+    assert "\n" not in str(err.value) and "padded_volumes" in str(err.value)
+
+
+def test_plan_for_other_data_fails_the_gate(tiny_data: Path, plan_factory) -> None:
+    from minivess.planning import make_plan
+
+    plan = make_plan(tiny_data, "dynunet")
+    assert plan.dataset_hash and plan_gate(plan, usable_pairs(tiny_data), tiny_data)
+    stale = plan.model_copy(update={"dataset_hash": "0" * 64})
+    with pytest.raises(PlanError, match=r"plan was made for dataset 000000000000, but .* re-plan"):
+        plan_gate(stale, usable_pairs(tiny_data), tiny_data)
+
+
+def test_quarantined_volumes_are_left_out(tiny_data: Path, plan_factory) -> None:
+    plan = plan_factory(quarantined_volumes=["mv02"])
+    names = {p.name for p in plan_gate(plan, usable_pairs(tiny_data), tiny_data)}
+    assert "mv02" not in names and len(names) == 5
 
 
 def test_planner_plan_batches_match_plan(tiny_data: Path) -> None:
