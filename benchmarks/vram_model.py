@@ -79,6 +79,62 @@ def memory_points(models: list[str], device: str, batch: int) -> list[dict]:
     return points
 
 
+#: --fit: patches whose measurements fit (base_mb, bytes_per_feature_voxel), and held-out
+#: patches (other shapes: thin, deep, non-square) on which the fitted model is checked.
+FIT_PATCHES = {
+    "per_axis": ([(64, 64, 16), (96, 96, 16), (64, 64, 32)], [(128, 128, 5), (96, 64, 24)]),
+    "fixed": ([(32, 32, 32), (64, 64, 32), (96, 96, 32)], [(64, 64, 64), (96, 64, 5)]),
+}
+
+
+def fit_feature_model(models: list[str], device: str, batch: int) -> list[dict]:
+    """Measure peak memory, fit ``base + batch * F(patch) * c`` on the fit patches (least
+    squares), and report its error on the held-out patches, next to the per-voxel model's."""
+    import numpy as np
+
+    from minivess.planning.calibration import measure_peak_mb
+    from minivess.planning.memory import feature_voxels, training_mb
+    from minivess.planning.planner import network_plan
+    from minivess.planning.profiles import load_model_profile
+    from minivess.planning.topology import network_shape
+
+    out = []
+    for name in models:
+        profile = load_model_profile(name)
+        mem = profile.memory(device == "cuda")
+        amp = device == "cuda" and profile.supports_amp
+        fit, held = FIT_PATCHES[profile.topology.rule]
+        rows = []
+        for patch in [*fit, *held]:
+            plan = network_plan(profile, patch)
+            shape = network_shape(patch, profile.topology)
+            feats = feature_voxels(shape, plan.strides, profile.topology, mem)
+            measured = measure_peak_mb(profile, patch, batch=batch, device=device, amp=amp)
+            rows.append((patch, shape, feats, measured))
+            _log(json.dumps({"model": name, "patch": patch, "features": feats, "mb": measured}))
+        a = np.array([[1.0, batch * r[2] / 2**20] for r in rows[: len(fit)]])
+        y = np.array([r[3] for r in rows[: len(fit)]])
+        (base, per_feature), *_ = np.linalg.lstsq(a, y, rcond=None)
+        for patch, shape, feats, measured in rows[len(fit) :]:
+            voxels = shape[0] * shape[1] * shape[2]
+            pred = base + batch * feats * per_feature / 2**20
+            static = training_mb(mem, voxels, batch, amp)
+            out.append(
+                {
+                    "model": name,
+                    "held_out_patch": list(patch),
+                    "measured_mb": round(measured, 1),
+                    "feature_model_mb": round(pred, 1),
+                    "feature_error_pct": round(100 * (pred - measured) / measured, 1),
+                    "per_voxel_error_pct": round(100 * (static - measured) / measured, 1),
+                    "fit_base_mb": round(float(base), 1),
+                    "fit_bytes_per_feature_voxel": round(float(per_feature), 2),
+                }
+            )
+            _log(json.dumps(out[-1]))
+    return out
+
+
 def planning_time(n_volumes: int = 1000, repeats: int = 20) -> tuple[float, float]:
     """(ms to plan, ms to validate the profile) for ``n_volumes`` MiniVess-like volumes."""
     from minivess.config import config_dir
@@ -148,7 +204,30 @@ def main() -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--models", default="dynunet,segresnet")
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument(
+        "--fit", action="store_true", help="fit the feature-map model, check it on held-out"
+    )
     args = parser.parse_args()
+    if args.fit:
+        held = fit_feature_model(args.models.split(","), args.device, args.batch)
+        err = max(abs(p["feature_error_pct"]) for p in held)
+        base = max(abs(p["per_voxel_error_pct"]) for p in held)
+        print(
+            json.dumps(
+                {
+                    "benchmark": "vram_model_fit",
+                    "device": args.device,
+                    "figure": "max |feature model - measured| / measured on held-out patches, %",
+                    "value": err,
+                    "baseline": base,
+                    "baseline_is": "the profile's per-voxel model on the same patches",
+                    "ratio": round(err / base, 3) if base else None,
+                    "within_15pct": err <= 15,
+                    "points": held,
+                }
+            )
+        )
+        return
     card = "cpu"
     if args.device == "cuda":
         import torch

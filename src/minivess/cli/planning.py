@@ -41,21 +41,40 @@ def plan(
     """Plan training for DATA × MODEL × this machine (or --hardware/--gpu); print decisions."""
     from rich.console import Console
 
-    from minivess.errors import ConfigError
+    from minivess.errors import ConfigError, MinivessError
     from minivess.planning import make_plan
+    from minivess.planning.plan import TrainingPlan
     from minivess.planning.planner import load_overrides
     from minivess.planning.report import decisions_table
 
     if hardware is not None and gpu is not None:
         raise ConfigError("--hardware and --gpu both describe the machine: give only one.")
-    result = make_plan(
-        data,
-        model,
-        hardware=hardware if gpu is None else f"gpu:{gpu}",
-        overrides=load_overrides(overrides, set_),
-        use_calibration=not no_calibration,
-    )
-    Console().print(decisions_table(result))
+    from minivess.keys import PatchPolicy
+    from minivess.planning import load_dataset, resolve_hardware
+    from minivess.planning.report import policies_table
+
+    dataset = load_dataset(data)
+    hw = resolve_hardware(hardware if gpu is None else f"gpu:{gpu}")
+    ov = load_overrides(overrides, set_)
+
+    def _plan(changes: dict[str, object]) -> TrainingPlan:
+        return make_plan(
+            dataset, model, hardware=hw, overrides=ov | changes, use_calibration=not no_calibration
+        )
+
+    result = _plan({})
+    console = Console()
+    console.print(decisions_table(result))
+    if "patch_size" not in ov:  # with a fixed patch, the policies do not differ
+        others: dict[str, TrainingPlan | str] = {}
+        for pol in PatchPolicy:
+            try:
+                others[pol.value] = (
+                    result if pol is result.patch_policy else _plan({"patch_policy": pol.value})
+                )
+            except MinivessError as err:
+                others[pol.value] = str(err)
+        console.print(policies_table(others))
     if json_out is not None:
         typer.echo(f"plan written to {result.save(json_out)}")
 

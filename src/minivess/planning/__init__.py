@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from minivess.planning.plan import TrainingPlan
     from minivess.planning.profiles import ModelProfile
 
-__all__ = ["make_plan", "resolve_hardware"]
+__all__ = ["load_dataset", "make_plan", "resolve_hardware"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,20 @@ def _read_profile_json(path: Path) -> DatasetProfile:
     return parse_model(DatasetProfile, raw, str(path))
 
 
+def load_dataset(data: Path | str | DatasetProfile) -> DatasetProfile:
+    """A profile from a :class:`DatasetProfile`, a profile JSON, or a data folder (profiled)."""
+    from minivess.data.schema import DatasetProfile
+
+    if isinstance(data, DatasetProfile):
+        return data
+    path = Path(data)
+    if path.is_file() and path.suffix == ".json":
+        return _read_profile_json(path)
+    from minivess.data.profiler import profile_dataset
+
+    return profile_dataset(path)
+
+
 def make_plan(
     data: Path | str | DatasetProfile,
     model: str | Path | ModelProfile,
@@ -84,21 +98,11 @@ def make_plan(
     Raises:
         ConfigError / PlanError / DataError with a one-line reason.
     """
-    from minivess.data.schema import DatasetProfile
     from minivess.planning.calibration import load_calibration
     from minivess.planning.planner import plan_training
     from minivess.planning.profiles import ModelProfile, load_model_profile
 
-    if isinstance(data, DatasetProfile):
-        dataset = data
-    else:
-        path = Path(data)
-        if path.is_file() and path.suffix == ".json":
-            dataset = _read_profile_json(path)
-        else:
-            from minivess.data.profiler import profile_dataset
-
-            dataset = profile_dataset(path)
+    dataset = load_dataset(data)
     profile = model if isinstance(model, ModelProfile) else load_model_profile(model)
     hw = resolve_hardware(hardware)
     cal = load_calibration(profile.name, hw.device_key) if use_calibration else None

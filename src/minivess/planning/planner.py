@@ -32,7 +32,7 @@ from minivess.keys import PatchPolicy, SmallVolumes, Source, Tier
 from minivess.planning.calibration import Calibration
 from minivess.planning.cloud import gpu_candidates, parse_accelerator
 from minivess.planning.hardware import HardwareBudget
-from minivess.planning.memory import memory_model, training_mb
+from minivess.planning.memory import feature_voxels, memory_model, training_mb
 from minivess.planning.plan import Decision, PlanNetwork, TrainingPlan
 from minivess.planning.profiles import MemorySpec, ModelProfile, TopologySpec
 from minivess.planning.settings import PlannerSettings, TierSpec, load_planner_settings
@@ -263,6 +263,23 @@ def _can_shrink(
     return smaller
 
 
+def step_mb(
+    patch: Shape3,
+    batch: int,
+    model: ModelProfile,
+    mem: MemorySpec,
+    amp: bool,
+    spacing: Spacing3 | None = None,
+) -> float:
+    """Estimated MiB of one training step at ``patch`` and ``batch`` (see ``memory``)."""
+    topo = model.topology
+    shape = network_shape(patch, topo)
+    features = None
+    if mem.bytes_per_feature_voxel is not None:
+        features = feature_voxels(shape, patch_strides(patch, topo, spacing), topo, mem)
+    return training_mb(mem, shape[0] * shape[1] * shape[2], batch, amp, features)
+
+
 def _voxels(patch: Shape3, topo: TopologySpec) -> int:
     shape = network_shape(patch, topo)
     return shape[0] * shape[1] * shape[2]
@@ -296,7 +313,7 @@ def fit_memory(
     floor = tuple(min(model.limits.min_patch[a], patch[a]) for a in range(3))
     floor3: Shape3 = (floor[0], floor[1], floor[2])
     notes: list[str] = []
-    est = training_mb(mem, _voxels(patch, topo), batch, amp)
+    est = step_mb(patch, batch, model, mem, amp, spacing)
     start = (patch, batch)
     while est > budget_mb:
         options = (
@@ -328,7 +345,7 @@ def fit_memory(
                 f"and batch {batch}, over the budget of {budget_mb:.0f} MiB: the device is too "
                 f"small for this model at any patch. {advice}"
             )
-        est = training_mb(mem, _voxels(patch, topo), batch, amp)
+        est = step_mb(patch, batch, model, mem, amp, spacing)
     if (patch, batch) != start:
         notes.append(
             f"shrunk from patch {start[0]} batch {start[1]} to patch {patch} batch {batch} "
@@ -643,12 +660,12 @@ def grow_batch(
     amp: bool,
     budget_mb: float,
     cap: int,
+    spacing: Spacing3 | None = None,
 ) -> tuple[int, float]:
     """The largest batch in ``[batch, cap]`` whose estimate stays within the budget."""
-    voxels = _voxels(patch, model.topology)
-    while batch < cap and training_mb(mem, voxels, batch + 1, amp) <= budget_mb:
+    while batch < cap and step_mb(patch, batch + 1, model, mem, amp, spacing) <= budget_mb:
         batch += 1
-    return batch, training_mb(mem, voxels, batch, amp)
+    return batch, step_mb(patch, batch, model, mem, amp, spacing)
 
 
 def batch_cap(
@@ -941,7 +958,14 @@ def plan_training(
             batch_reason += f", reduced to {batch} to fit memory"
         elif gpu and batch < cap:
             grown, estimate = grow_batch(
-                patch, batch, model=model, mem=mem, amp=amp, budget_mb=budget_mb, cap=cap
+                patch,
+                batch,
+                model=model,
+                mem=mem,
+                amp=amp,
+                budget_mb=budget_mb,
+                cap=cap,
+                spacing=use_spacing,
             )
             if grown > batch:
                 batch_reason += f", grown to {grown} to fill the VRAM budget ({cap_reason})"

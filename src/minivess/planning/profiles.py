@@ -104,6 +104,14 @@ class MemorySpec(StrictModel):
     train_bytes_per_voxel: float = Field(gt=0)
     infer_bytes_per_voxel: float = Field(gt=0)
     amp_factor: float = Field(default=1.0, gt=0, le=1)
+    bytes_per_feature_voxel: float | None = Field(
+        default=None,
+        gt=0,
+        description="feature-map model: bytes per (voxel x channel) summed over the levels; "
+        "when set it replaces train_bytes_per_voxel (minivess.planning.memory)",
+    )
+    feature_width: int = Field(default=16, ge=1, description="channels at the input level")
+    max_feature_width: int = Field(default=1024, ge=1, description="channel cap per level")
 
 
 class LimitsSpec(StrictModel):

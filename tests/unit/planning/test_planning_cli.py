@@ -200,3 +200,31 @@ def test_broken_profile_json_names_the_file(tmp_path, monkeypatch, capsys):
     bad.write_text('{"n_volumes": 3}')
     code, _, err = run_cli(monkeypatch, capsys, "plan", "--data", str(bad))
     assert code == 2 and "field 'min_shape': Field required" in err
+
+
+def test_plan_prints_what_each_patch_policy_gives(tmp_path, monkeypatch, capsys):
+    """Full-scale MiniVess shapes plus one 8×8×2 pair: both policies planned, the tiny one
+    quarantined by min_volume and padded by median_pad; the thin mv03 caps min_volume."""
+    from planning_profiles import profile_from_shapes
+
+    from minivess.data.synth import volume_specs
+
+    specs = volume_specs("full", seed=0)
+    data = profile_from_shapes(
+        [*(s.shape for s in specs), (8, 8, 2)],
+        [*(s.spacing for s in specs), (1.0, 1.0, 1.0)],
+        [*(s.name for s in specs), "tiny"],
+    )
+    path = tmp_path / "profile.json"
+    path.write_text(data.model_dump_json())
+    code, out, _ = run_cli(
+        monkeypatch, capsys, "plan", "--data", str(path), "--hardware", str(HW / "gpu_80gb.yaml")
+    )
+    assert code == 0, out
+    assert "Patch policies on this data" in out
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 5}
+    assert "256x256x5" in rows["min_volume"] and "0 volume(s)" in rows["min_volume"]
+    assert "x20" in rows["median_pad"] and "mv03 +(0, 0, 15)" in rows["median_pad"]
+    assert rows["min_volume"].split("│")[-2].strip() == "tiny"  # quarantined
+    assert "30 volume(s)" in rows["median_pad"]  # median_pad pads it (small_volumes: pad)
+    assert "quarantine:tiny" in out and "capped_by" in out

@@ -5,6 +5,8 @@ Datasets are profiles built from shapes (no voxels); machines are the shipped ex
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from minivess.errors import ConfigError, PlanError
@@ -229,3 +231,18 @@ def test_validate_patch_override_with_spacing_pooling():
         validate_patch_override((128, 128, 21), DYN, (0.5, 0.5, 2.0))
     assert patch_is_valid((128, 128, 20), DYN.topology, (0.5, 0.5, 2.0))
     assert SmallVolumes("pad") is SmallVolumes.PAD
+
+
+def test_feature_map_memory_depends_on_the_patch_shape():
+    """Same voxels, different shapes: the feature-map term differs; the per-voxel one cannot."""
+    from minivess.planning.memory import feature_voxels
+    from minivess.planning.topology import patch_strides
+
+    mem = DYN.ram
+    assert mem is not None and mem.bytes_per_feature_voxel is not None
+    topo = DYN.topology
+    thin, cube = (256, 256, 4), (64, 64, 64)
+    f_thin = feature_voxels(thin, patch_strides(thin, topo, (1.0, 1.0, 1.0)), topo, mem)
+    f_cube = feature_voxels(cube, patch_strides(cube, topo, (1.0, 1.0, 1.0)), topo, mem)
+    assert math.prod(thin) == math.prod(cube)
+    assert f_thin > 1.1 * f_cube  # the never-pooled z keeps the deep maps large
