@@ -92,7 +92,7 @@ def fit_feature_model(models: list[str], device: str, batch: int) -> list[dict]:
     squares), and report its error on the held-out patches, next to the per-voxel model's."""
     import numpy as np
 
-    from minivess.planning.calibration import measure_peak_mb
+    from minivess.planning.harness import measure_peak_mb
     from minivess.planning.memory import feature_voxels, training_mb
     from minivess.planning.planner import network_plan
     from minivess.planning.profiles import load_model_profile
@@ -137,7 +137,7 @@ def fit_feature_model(models: list[str], device: str, batch: int) -> list[dict]:
 
 def check_held_out(models: list[str], device: str, batch: int) -> list[dict]:
     """The profile's feature-map model (fitted on other patches) on the held-out patches."""
-    from minivess.planning.calibration import measure_peak_mb
+    from minivess.planning.harness import measure_peak_mb
     from minivess.planning.memory import feature_voxels, training_mb
     from minivess.planning.planner import network_plan
     from minivess.planning.profiles import load_model_profile
