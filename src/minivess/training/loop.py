@@ -127,9 +127,8 @@ class _StopFlag:
     def __call__(self, signum: int, frame: Any) -> None:
         self.requested = True
         if self.setup_phase is not None:
-            log.warning("SIGTERM received during %s: stopping now", self.setup_phase)
-            phase, self.setup_phase = self.setup_phase, None  # raise once
-            raise PreemptedInSetup(self.checkpoint, phase)
+            self.setup_phase = None  # raise once
+            raise _SetupInterrupt
         log.warning("SIGTERM received: finishing this step, then writing a checkpoint")
 
     @contextmanager
@@ -140,8 +139,16 @@ class _StopFlag:
         self.setup_phase = phase
         try:
             yield
+        except _SetupInterrupt:
+            raise PreemptedInSetup(self.checkpoint, phase) from None
         finally:
             self.setup_phase = None
+
+
+class _SetupInterrupt(BaseException):
+    """Raised by the SIGTERM handler during setup. A BaseException, like KeyboardInterrupt, so
+    that no ``except Exception`` on the way (a logging handler, per-file isolation) swallows it;
+    :meth:`_StopFlag.setup` turns it into :class:`PreemptedInSetup`."""
 
 
 @contextmanager
