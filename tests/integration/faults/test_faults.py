@@ -283,7 +283,7 @@ def test_mlflow_killed_mid_run_fails_in_one_line_and_the_run_ends_failed(
     cmd[cmd.index("--epochs") + 1] = "30"
     train = None
     try:
-        wait_http(url + "/health", timeout=90)
+        wait_http(url + "/health", timeout=240)
         train = subprocess.Popen(
             cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             cwd=tmp_path,
@@ -298,7 +298,7 @@ def test_mlflow_killed_mid_run_fails_in_one_line_and_the_run_ends_failed(
         assert f"MLflow tracking server {url} stopped answering" in out, out[-3000:]
         assert "Traceback" not in out
         server = _mlflow_server(tmp_path, port)  # back up: the next connection ends the run
-        wait_http(url + "/health", timeout=90)
+        wait_http(url + "/health", timeout=240)
         client = connect(load_settings(ws, environ={"MLFLOW_TRACKING_URI": url}))
         exps = [e.experiment_id for e in client.search_experiments()]
         assert [r.info.status for r in client.search_runs(exps)] == ["FAILED"]
