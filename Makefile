@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 WORKSPACE ?= workspace
 PYTEST_ARGS ?=
 
-.PHONY: setup experiment test test-fast lint typecheck format bench image clean
+.PHONY: setup experiment test test-fast lint typecheck format bench image mutation clean
 
 setup:
 	@bash .ci/bootstrap.sh
@@ -41,5 +41,15 @@ bench: setup
 image:
 	bash docker/build-oci.sh $(IMAGE_TAG)
 
+## Mutation testing (not run by CI): mutmut over planning/, training/checkpoint.py and
+## serving/guard.py ([tool.mutmut] in pyproject.toml). MUTANTS= narrows it, e.g.
+## MUTANTS='minivess.serving.guard*'. Prints the killed/survived counts; see docs/benchmarks.md.
+MUTMUT_VERSION := 3.3.1
+MUTANTS ?=
+mutation: setup
+	$(BIN)/pip install -q mutmut==$(MUTMUT_VERSION)
+	$(BIN)/mutmut run $(MUTANTS) || true
+	$(BIN)/mutmut results
+
 clean:
-	rm -rf $(WORKSPACE) .pytest_cache .ruff_cache
+	rm -rf mutants $(WORKSPACE) .pytest_cache .ruff_cache

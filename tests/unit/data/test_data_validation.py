@@ -174,3 +174,16 @@ def test_broken_link_is_quarantined(tiny_dataset: Path) -> None:
     reasons = {Path(r.file).name: r.reason for r in profile.rejected}
     assert "mv09.nii.gz is not readable" in reasons["mv09.nii.gz"]
     assert [v.name for v in profile.volumes] == ["mv01", "mv02", "mv03"]
+
+
+@pytest.mark.parametrize("bad", [0.5, 1.25, -0.5])
+def test_non_integer_label_values_are_quarantined(tmp_path: Path, bad: float) -> None:
+    label = np.zeros((24, 20, 6), np.float32)
+    label[2:6, 2:6, :] = 1.0
+    label[10, 10, 3] = bad  # one voxel is enough
+    write_pair(tmp_path, "f", np.ones((24, 20, 6), np.float32) * 3, label)
+    write_pair(tmp_path, "g", np.ones((24, 20, 6), np.float32) * 3, np.round(label))
+    usable, rejected = validate_dataset(tmp_path, workers=1, progress=False)
+    assert [p.name for p in usable] == ["g"]
+    assert len(rejected) == 1 and Path(rejected[0].file).name.startswith("f")
+    assert "non-integer values" in rejected[0].reason

@@ -24,7 +24,10 @@ async def echo_app(scope, receive, send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def call(guard, path="/segment", headers=(), chunks=(b"abc",)) -> tuple[int, dict, dict]:
+def call(
+    guard, path="/segment", headers=(), chunks=(b"abc",), reads: list | None = None
+) -> tuple[int, dict, dict]:
+    """Drive ``guard`` with one request; ``reads`` (if given) collects every receive() result."""
     sent: list[dict] = []
     queue = [
         {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
@@ -32,7 +35,10 @@ def call(guard, path="/segment", headers=(), chunks=(b"abc",)) -> tuple[int, dic
     ]
 
     async def receive():
-        return queue.pop(0) if queue else {"type": "http.disconnect"}
+        message = queue.pop(0) if queue else {"type": "http.disconnect"}
+        if reads is not None:
+            reads.append(message)
+        return message
 
     async def send(message):
         sent.append(message)
@@ -65,11 +71,22 @@ def test_bearer_token_required_on_inference_routes_only() -> None:
     assert call(guard, path="/metrics")[0] == 200
 
 
+def test_a_token_with_anything_appended_or_cut_is_refused() -> None:
+    guard = RequestGuard(echo_app, 100, token="s3cret")
+    for given in (b"Bearer s3cretjunk", b"Bearer s3cre", b"Bearer  s3cret x", b"Bearers3cret"):
+        assert call(guard, headers=[(b"Authorization", given)])[0] == 401, given
+    assert call(guard, headers=[(b"Authorization", b"bearer s3cret")])[0] == 200  # RFC 7235
+
+
 def test_declared_length_over_limit_is_413_before_reading() -> None:
     guard = RequestGuard(echo_app, 100)
-    status, _, body = call(guard, headers=[(b"content-length", b"101")], chunks=(b"x" * 101,))
+    reads: list = []
+    status, _, body = call(
+        guard, headers=[(b"content-length", b"101")], chunks=(b"x" * 101,), reads=reads
+    )
     assert (status, body["error"]) == (413, "too_large")
     assert "101 bytes" in body["detail"]
+    assert reads == []  # refused on the header alone: not one byte of the body was read
 
 
 def test_streamed_body_is_cut_off_at_the_limit() -> None:
