@@ -350,6 +350,7 @@ class Rehearsal:
             time.sleep(0.2)
         codes = [_exit_code(p.wait()) for p in procs]
         log.info("rehearsal %s: exit codes %s", label, codes)
+        stops = _positions(nodes[0], STOP_RE)
         return Attempt(
             exit_codes=codes,
             preempted=preempted,
@@ -359,7 +360,7 @@ class Rehearsal:
             seconds=round(time.monotonic() - t0, 1),
             preempted_at=self._preempt_messages(nodes) if preempted else [],
             starts=_positions(nodes[0], START_RE),
-            stopped_at=(_positions(nodes[0], STOP_RE) or [None])[-1],
+            stopped_at=stops[-1] if stops else None,
         )
 
     def _last_keys(self) -> list[str]:
@@ -508,7 +509,8 @@ def rehearse(opts: RehearsalOptions) -> RehearsalReport:
             environ=shell,
         )
         task = read_task(prepared.yaml_path, Path(opts.runtime_dir))
-        unsupported = {d: m for d, m in task["mounts"].items() if m["mode"] != "COPY"}
+        mounts: dict[str, Any] = task["mounts"]  # type: ignore[assignment]  # JSON from the child
+        unsupported = {d: m for d, m in mounts.items() if m["mode"] != "COPY"}
         if unsupported:
             raise RehearsalError(
                 f"{prepared.yaml_path}: bucket mounts {sorted(unsupported)} are not rehearsed; "
