@@ -7,6 +7,7 @@ setup. Time bounds here are generous harness limits (``timeout=``), not benchmar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -257,7 +258,14 @@ def _mlflow_server(root: Path, port: int) -> subprocess.Popen:
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         ],
         stdout=subprocess.DEVNULL, stderr=(root / "server.log").open("a"),
+        start_new_session=True,  # its uvicorn worker is a child: kill the whole group
     )  # fmt: skip
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=20)
 
 
 def test_mlflow_killed_mid_run_fails_in_one_line_and_the_run_ends_failed(
@@ -291,8 +299,7 @@ def test_mlflow_killed_mid_run_fails_in_one_line_and_the_run_ends_failed(
         deadline = time.monotonic() + 240
         while not (tmp_path / "ck" / "last.pt").exists() and time.monotonic() < deadline:
             time.sleep(0.2)  # epoch 1 written: the run is live on the server
-        server.kill()
-        server.wait(timeout=20)
+        _kill_group(server)
         out, _ = train.communicate(timeout=150)  # generous harness bound (budget 15 s)
         assert train.returncode not in (0, 75), out[-3000:]
         assert f"MLflow tracking server {url} stopped answering" in out, out[-3000:]
@@ -305,5 +312,4 @@ def test_mlflow_killed_mid_run_fails_in_one_line_and_the_run_ends_failed(
     finally:
         if train is not None and train.poll() is None:
             train.kill()
-        server.kill()
-        server.wait(timeout=20)
+        _kill_group(server)
