@@ -244,11 +244,21 @@ class Settings(StrictModel):
         return self.workspace / "dvc-remote"
 
     @property
+    def workspace_store_uri(self) -> str:
+        """The workspace's own MLflow store (SQLite), used when no server is configured."""
+        return f"sqlite:///{(self.workspace / 'mlflow.db').resolve()}"
+
+    @property
+    def workspace_artifact_uri(self) -> str:
+        """The workspace's own MLflow artifact root."""
+        return (self.workspace / "mlartifacts").resolve().as_uri()
+
+    @property
     def tracking_uri(self) -> str:
         """MLflow tracking URI; SQLite in the workspace by default."""
         if self.storage.mlflow.tracking_uri:
             return self.storage.mlflow.tracking_uri
-        return f"sqlite:///{(self.workspace / 'mlflow.db').resolve()}"
+        return self.workspace_store_uri
 
     @property
     def artifact_location(self) -> str | None:
@@ -265,7 +275,7 @@ class Settings(StrictModel):
             return (db.parent / "mlartifacts").resolve().as_uri()
         if uri:
             return None  # a file store keeps artifacts in its own folder
-        return (self.workspace / "mlartifacts").resolve().as_uri()
+        return self.workspace_artifact_uri
 
     @property
     def checkpoint_root(self) -> str:

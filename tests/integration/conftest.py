@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -78,7 +79,9 @@ def mlflow_server(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) 
     boto3.client("s3", endpoint_url=moto_endpoint).create_bucket(Bucket=bucket)
     root = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
-    env = {**os.environ, **FAKE_AWS, "MLFLOW_S3_ENDPOINT_URL": moto_endpoint}
+    # No job-execution workers (seven huey consumers; minivess runs no MLflow jobs).
+    env = {**os.environ, **FAKE_AWS, "MLFLOW_S3_ENDPOINT_URL": moto_endpoint,
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # fmt: skip
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "mlflow", "server",
@@ -87,14 +90,19 @@ def mlflow_server(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) 
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         ],
         env=env, stdout=subprocess.DEVNULL, stderr=(root / "server.log").open("w"),
+        start_new_session=True,  # its uvicorn worker is stopped with it, never orphaned
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/health", timeout=90)
         yield url
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 @pytest.fixture

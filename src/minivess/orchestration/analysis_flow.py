@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +17,6 @@ from minivess.tracking.contract import Artifact, Flow, Tag
 
 if TYPE_CHECKING:
     from minivess.evaluation.report import EvaluationReport
-
-#: Folder of the analysis run that holds the champion's files (what the registry points at).
-CHAMPION_DIR = "champion"
 
 
 log = logging.getLogger(__name__)
@@ -49,18 +47,25 @@ def find_train_runs(settings: Settings, train_run_ids: list[str] | None) -> list
 
 @task
 def fetch_members(settings: Settings, runs: list[Any], dst: Path) -> dict[str, str]:
-    """Download each member's best checkpoint; returns member name -> local path."""
+    """Download each member's logged model; returns member name -> its local checkpoint.
+
+    Raises:
+        ContractError: a train run names no logged model (``minivess.model_uri`` tag).
+    """
+    from minivess.errors import ContractError
     from minivess.tracking import mlflow_adapter as mfa
+    from minivess.tracking.pyfunc import checkpoint_in
     from minivess.training.config import cell_name
 
     client = mfa.connect(settings)
     members = {}
     for run in runs:
         name = cell_name(run.data.tags[Tag.LOSS.value], int(run.data.tags[Tag.FOLD.value]))
-        path = mfa.download_run_artifacts(
-            client, run.info.run_id, Artifact.CHECKPOINTS.value, dst / name
-        )
-        members[name] = str(next(Path(path).glob("*.pt")))
+        model_uri = run.data.tags.get(Tag.MODEL_URI.value)
+        if not model_uri:
+            raise ContractError(f"train run {run.info.run_id} has no '{Tag.MODEL_URI.value}' tag "
+                                "(no logged model); re-run the train flow.")  # fmt: skip
+        members[name] = str(checkpoint_in(mfa.download_model(client, model_uri, dst / name)))
     return members
 
 
@@ -115,14 +120,36 @@ def baseline_verdict(name: str, report: Any, metrics: dict[str, float]) -> str:
     return f"{name} beats the threshold baseline: held-out Dice {metrics['dice']:.4f} vs {base:.4f}"
 
 
+def _champion_model(
+    ckpt: str, members: dict[str, str], runs: list[Any], analysis_run_id: str
+) -> tuple[str, str]:
+    """(model URI, run id) of the champion: a member's own logged model when it is one, else a
+    new pyfunc model (the soup) logged in the active analysis run."""
+    from minivess.tracking import mlflow_adapter as mfa
+    from minivess.training.config import cell_name
+
+    by_name = {cell_name(r.data.tags[Tag.LOSS.value], int(r.data.tags[Tag.FOLD.value])): r
+               for r in runs}  # fmt: skip
+    for name, local in members.items():
+        if Path(local).resolve() == Path(ckpt).resolve():
+            run = by_name[name]
+            return run.data.tags[Tag.MODEL_URI.value], run.info.run_id
+    return mfa.log_segmenter_model(Path(ckpt).read_bytes()), analysis_run_id
+
+
 @task
 def log_and_register(
-    report: Any, runs: list[Any], test_dir: str, settings: Settings
+    report: Any, runs: list[Any], members: dict[str, str], test_dir: str, settings: Settings
 ) -> tuple[str, str]:
-    """Log the analysis run, then register the champion once its files are stored."""
+    """Log the analysis run, register the champion's logged model and alias it ``@champion``.
+
+    The version's description holds its scores and plan; a member's model is registered where
+    the train run logged it (no second copy of the checkpoint).
+    """
     from minivess.evaluation.report import deployable
     from minivess.tracking import mlflow_adapter as mfa
-    from minivess.training.checkpoint import BEST, read_bytes
+    from minivess.tracking.contract import CHAMPION_ALIAS
+    from minivess.training.checkpoint import BEST, load_state
 
     client = mfa.connect(settings)
     best = runs[0]
@@ -144,11 +171,15 @@ def log_and_register(
             log.warning("registering %s with a warning: %s", name, warning)
             version_tags[Tag.BELOW_BASELINE.value] = warning
         mfa.set_tags(version_tags)
-        data = read_bytes(ckpt, settings.storage.s3.endpoint_url)
-        mfa.log_bytes(data, BEST, CHAMPION_DIR)
         run_id = run.info.run_id
+        model_uri, model_run = _champion_model(ckpt, members, runs, run_id)
+    plan = json.loads(load_state(ckpt)["plan"])
+    plan["plan_hash"] = tags[Tag.PLAN_HASH]
     version = mfa.register_model(
-        client, run_id, CHAMPION_DIR, expected_files=[BEST], metrics=metrics, tags=version_tags,
+        client, model_uri, run_id=model_run, expected_files=[f"artifacts/{BEST}", "MLmodel"],
+        metrics=metrics, alias=CHAMPION_ALIAS,
+        description=mfa.version_description(name, metrics, plan, test_dir),
+        tags={**version_tags, Tag.UPSTREAM_RUN_ID.value: run_id},
     )  # fmt: skip
     return run_id, version.uri
 
@@ -172,7 +203,7 @@ def analysis_flow(
     common.markdown_artifact("minivess-comparison", report.table_markdown,
                              "Loss x fold comparison with bootstrap 95% CIs")  # fmt: skip
     common.table_artifact("minivess-comparison-table", report.table, "Per-model metrics")
-    run_id, uri = log_and_register(report, runs, test_dir, settings)
+    run_id, uri = log_and_register(report, runs, members, test_dir, settings)
     name, _, metrics = deployable(report)
     return AnalysisFlowResult(
         run_id=run_id, champion=name, champion_metrics=metrics,

@@ -23,7 +23,7 @@ class DeployFlowResult:
 
     run_id: str
     model_uri: str
-    endpoint: str
+    endpoint: str  # where the smoke test ran; that server is stopped once it passed
     parity_dice: float
     parity_max_abs_diff: float
     serve_yaml: str
@@ -31,11 +31,11 @@ class DeployFlowResult:
 
 @task
 def fetch_champion(settings: Settings) -> tuple[Any, Path]:
-    """The newest complete registered version and its files, downloaded into the workspace."""
+    """The ``@champion`` version and its files, downloaded into the workspace."""
     from minivess.tracking import mlflow_adapter as mfa
 
     client = mfa.connect(settings)
-    version = mfa.latest_version(client)
+    version = mfa.aliased_version(client)
     local = mfa.download_version(client, version, settings.deploy_dir / f"v{version.version}")
     return version, next(local.rglob("*.pt"))
 
@@ -99,14 +99,13 @@ def record_deployment(version: Any, result: Any, serve_yaml: str, settings: Sett
     from minivess.tracking import mlflow_adapter as mfa
 
     client = mfa.connect(settings)
-    tags = {Tag.UPSTREAM_RUN_ID: version.run_id, Tag.TARGET: "serve"}
+    tags = {Tag.UPSTREAM_RUN_ID: version.selected_by, Tag.TARGET: "serve"}
     with mfa.flow_run(client, settings, Flow.DEPLOY, tags=tags, run_name="deploy") as run:
-        mfa.log_params({"model_uri": version.uri, "endpoint": result.endpoint})
+        mfa.log_params({"model_uri": version.uri, "smoke_test_endpoint": result.endpoint})
         mfa.log_metrics({"parity_dice": result.parity.dice,
                          "parity_max_abs_diff": result.parity.max_abs_diff})  # fmt: skip
         mfa.log_file(serve_yaml, "sky")
-    mfa.mark_deployed(client, version, result.endpoint, {"serve_yaml": serve_yaml,
-                                                         "bento": result.bento_tag})  # fmt: skip
+    mfa.mark_deployed(client, version, {"serve_yaml": serve_yaml, "bento": result.bento_tag})
     return run.info.run_id
 
 

@@ -72,21 +72,25 @@ def print_summary(result: ExperimentResult) -> None:
     """The closing summary: where to look next (plain lines: paths are never wrapped)."""
     from rich.console import Console
 
+    from minivess.tracking.contract import CHAMPION_ALIAS, REGISTERED_MODEL
+
     analysis, deploy = result.chain.analysis, result.chain.deploy
+    champion = f"models:/{REGISTERED_MODEL}@{CHAMPION_ALIAS}"
     rows = [
         ("Workspace", result.workspace),
         ("Tracking UI", f"mlflow ui --backend-store-uri {result.tracking_uri}"),
         ("QC report", result.data.report_html),
         ("Comparison table", analysis.table_markdown),
-        ("Registered model", f"{analysis.registered_uri} ({analysis.champion})"),
+        ("Registered model", f"{analysis.registered_uri} ({analysis.champion}), alias {champion}"),
+        ("Load it", f'mlflow.pyfunc.load_model("{champion}").predict(volume)'),
         ("Baseline", analysis.baseline_verdict),
     ]
     if result.chain.deploy_refused:
         rows.append(("Not deployed", result.chain.deploy_refused))
     if deploy is not None:
         rows.append(("Deployed", f"exported, parity Dice {deploy.parity_dice:.4f}, "
-                                  f"smoke-tested over HTTP at {deploy.endpoint}"))  # fmt: skip
-        rows.append(("Serve it", f"minivess serve --model-uri {deploy.model_uri}"))
+                                  f"smoke-tested over HTTP (server stopped)"))  # fmt: skip
+        rows.append(("Serve it", f"minivess serve --model-uri {champion}"))
         rows.append(("SkyServe YAML", deploy.serve_yaml))
     console = Console(soft_wrap=True)
     console.rule("[bold]minivess experiment: done")

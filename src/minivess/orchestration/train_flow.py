@@ -105,13 +105,16 @@ class _ProgressTracker:
             update_progress_artifact(self.artifact_id, min(100.0, 100.0 * (step + 1) / self.epochs))
 
 
-def log_checkpoint(uri: str, settings: Settings) -> None:
-    """Copy a checkpoint (local or s3://) into the active run's ``checkpoints/`` folder."""
-    from minivess.tracking import mlflow_adapter as mfa
-    from minivess.training.checkpoint import BEST, read_bytes
+def log_member_model(uri: str, settings: Settings) -> str:
+    """Log a checkpoint (local or s3://) as the active run's pyfunc model; returns its URI.
 
-    data = read_bytes(uri, settings.storage.s3.endpoint_url)
-    mfa.log_bytes(data, BEST, Artifact.CHECKPOINTS.value)
+    The logged model (``models:/<model_id>``) is the member's only copy in MLflow: the analysis
+    flow downloads it and the registry points at it. The run's :attr:`Tag.MODEL_URI` names it.
+    """
+    from minivess.tracking import mlflow_adapter as mfa
+    from minivess.training.checkpoint import read_bytes
+
+    return mfa.log_segmenter_model(read_bytes(uri, settings.storage.s3.endpoint_url))
 
 
 @task
@@ -144,7 +147,7 @@ def train_member(
             endpoint_url=settings.storage.s3.endpoint_url,
         )  # fmt: skip
         mfa.log_text(summary.model_dump_json(indent=2), Artifact.SUMMARY_JSON.value)
-        log_checkpoint(summary.checkpoint, settings)
+        log_member_model(summary.checkpoint, settings)
         return MemberResult(
             run_id=run.info.run_id, loss=str(cfg.loss), fold=cfg.fold,
             best_metric=float(summary.best_metric), checkpoint=summary.checkpoint,

@@ -4,7 +4,8 @@ Accepted model URIs:
     * a serving bundle directory (``plan.json`` + ``model.onnx`` + ``model.ts``): served as is;
     * a checkpoint file or run directory (``best.pt``): exported to a bundle first, with the
       ONNX parity check on a synthetic volume;
-    * ``models:/<name>/<version>`` or ``models:/<name>/latest``: downloaded from the MLflow
+    * ``models:/<name>/<version>``, ``models:/<name>/latest`` or ``models:/<name>@champion``
+      (the alias the analysis flow sets): downloaded from the MLflow
       registry (through :mod:`minivess.tracking.mlflow_adapter`), then treated as above.
 """
 
@@ -36,22 +37,28 @@ def _download_registered(uri: str, workdir: Path) -> Path:
     from minivess.settings import load_settings
     from minivess.tracking.mlflow_adapter import (
         RegisteredVersion,
+        aliased_version,
         connect,
         download_version,
         latest_version,
     )
 
-    name, _, version = uri[len(REGISTRY_PREFIX) :].partition("/")
-    if not name or not version:
-        raise ConfigError(f"--model-uri {uri}: expected models:/<name>/<version|latest>.")
+    rest = uri[len(REGISTRY_PREFIX) :]
+    name, at, alias = rest.partition("@")
+    if not at:
+        name, _, version = rest.partition("/")
+    if not name or not (alias if at else version):
+        raise ConfigError(
+            f"--model-uri {uri}: expected models:/<name>/<version|latest> "
+            "or models:/<name>@<alias>."
+        )
     client = connect(load_settings())
-    if version == "latest":
+    if at:
+        reg = aliased_version(client, name, alias)
+    elif version == "latest":
         reg = latest_version(client, name)
     else:
-        mv = client.get_model_version(name, version)
-        reg = RegisteredVersion(
-            name=name, version=str(mv.version), source=mv.source, run_id=mv.run_id
-        )
+        reg = RegisteredVersion.of(client.get_model_version(name, version))
     log.info("model %s is registered version %s of %s", uri, reg.version, name)
     return download_version(client, reg, workdir / "registry" / f"{name}-{reg.version}")
 

@@ -35,6 +35,8 @@ class Tag(StrEnum):
     #: On a model version whose Dice does not beat the threshold baseline; its value says by
     #: how much. The deploy flow refuses such a version unless ``deploy.force`` is set.
     BELOW_BASELINE = "minivess.warning.below_baseline"
+    #: On a train run: ``models:/<model_id>`` of the member's logged pyfunc model.
+    MODEL_URI = "minivess.model_uri"
 
 
 #: Experiment name per flow.
@@ -65,3 +67,6 @@ SKYPILOT_TASK_ID_ENV = "SKYPILOT_TASK_ID"
 
 #: Name of the registered model in the MLflow Model Registry.
 REGISTERED_MODEL = "minivess-segmenter"
+
+#: Registry alias of the version the analysis flow chose: ``models:/minivess-segmenter@champion``.
+CHAMPION_ALIAS = "champion"

@@ -17,7 +17,7 @@ from typing import Any
 
 from minivess.errors import ContractError, MinivessError
 from minivess.settings import Settings, scoped_environ
-from minivess.tracking.contract import EXPERIMENTS, REGISTERED_MODEL, Flow, Tag
+from minivess.tracking.contract import CHAMPION_ALIAS, EXPERIMENTS, REGISTERED_MODEL, Flow, Tag
 from minivess.tracking.storage import check_bucket, mlflow_s3_env
 
 log = logging.getLogger(__name__)
@@ -279,6 +279,33 @@ def log_bytes(data: bytes, name: str, folder: str) -> None:
         log_file(local, folder)
 
 
+def log_segmenter_model(checkpoint: bytes) -> str:
+    """Log checkpoint bytes as the active run's pyfunc segmenter model (see
+    :mod:`minivess.tracking.pyfunc`) and tag the run with its URI; returns ``models:/<id>``."""
+    import tempfile
+
+    from minivess.tracking.pyfunc import log_segmenter
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "best.pt"
+        local.write_bytes(checkpoint)
+        info = log_segmenter(local)
+    set_tags({Tag.MODEL_URI.value: info.model_uri})
+    return str(info.model_uri)
+
+
+def download_model(client: Any, model_uri: str, dst: Path) -> Path:
+    """Download a logged model (``models:/<id>``, ``runs:/...``) into ``dst``; returns it."""
+    import mlflow
+
+    dst.mkdir(parents=True, exist_ok=True)
+    with session(client):
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=model_uri, dst_path=str(dst), tracking_uri=client.tracking_uri
+        )
+    return Path(local)
+
+
 def _filter(flow: Flow, tags: dict[str, str] | None, finished_only: bool) -> str:
     clauses = [f"tags.`{Tag.FLOW.value}` = '{flow.value}'"]
     if finished_only:
@@ -330,56 +357,111 @@ def find_upstream(client: Any, flow: Flow, *, tags: dict[str, str] | None = None
 
 @dataclass(frozen=True)
 class RegisteredVersion:
-    """A model version in the registry."""
+    """A model version in the registry.
+
+    ``run_id`` is the run that logged the model; ``selected_by`` the analysis run that chose it
+    (its :attr:`Tag.UPSTREAM_RUN_ID` version tag), or ``run_id`` when no such tag is set.
+    """
 
     name: str
     version: str
     source: str
     run_id: str
     tags: dict[str, str] = field(default_factory=dict)
+    selected_by: str = ""
 
     @property
     def uri(self) -> str:
         return f"models:/{self.name}/{self.version}"
 
+    @classmethod
+    def of(cls, mv: Any) -> RegisteredVersion:
+        """From an mlflow ``ModelVersion``."""
+        upstream = (mv.tags or {}).get(Tag.UPSTREAM_RUN_ID.value) or mv.run_id
+        return cls(name=mv.name, version=str(mv.version), source=mv.source, run_id=mv.run_id,
+                   tags=dict(mv.tags or {}), selected_by=upstream)  # fmt: skip
+
+
+def _stored(client: Any, source: str, files: list[str]) -> set[str]:
+    """Which of ``files`` (paths relative to ``source``) are stored under ``source``.
+
+    ``source`` is ``runs:/<run_id>/<path>`` or ``models:/<model_id>`` (a logged model).
+    """
+    import mlflow
+
+    base = source
+    if source.startswith("models:/m-"):
+        base = client.get_logged_model(source[len("models:/") :]).artifact_location
+    stored: set[str] = set()
+    for folder in sorted({str(Path(f).parent) for f in files}):
+        uri = base if folder == "." else f"{base.rstrip('/')}/{folder}"
+        try:
+            listed = mlflow.artifacts.list_artifacts(
+                artifact_uri=uri, tracking_uri=client.tracking_uri
+            )
+        except OSError:  # a folder that was never written
+            listed = []
+        prefix = "" if folder == "." else f"{folder}/"
+        stored |= {prefix + Path(f.path).name for f in listed}
+    return stored
+
+
+def version_description(
+    member: str, metrics: dict[str, float], plan: dict[str, Any], evaluated_on: str
+) -> str:
+    """The registry description of a version: its scores, where they come from, and its plan."""
+    scores = ", ".join(f"{k} {v:.3f}" for k, v in sorted(metrics.items()))
+    keys = ("model", "patch_size", "batch_size", "sw_roi", "amp", "device")
+    shown = "; ".join(f"{k} {plan[k]}" for k in keys if k in plan)
+    return (
+        f"{member}: {scores} (mean over the volumes of {evaluated_on}). "
+        f"Plan {plan.get('plan_hash', '')}: {shown}."
+    )
+
 
 def register_model(
     client: Any,
-    run_id: str,
-    artifact_path: str,
+    source: str,
     *,
+    run_id: str,
     expected_files: list[str],
     name: str = REGISTERED_MODEL,
     metrics: dict[str, float] | None = None,
     tags: dict[str, str] | None = None,
+    description: str | None = None,
+    alias: str | None = None,
 ) -> RegisteredVersion:
-    """Register ``runs:/<run_id>/<artifact_path>`` once every expected file is stored.
+    """Register ``source`` once every expected file is stored; optionally point ``alias`` at it.
 
-    Verifying first means nothing half-written is ever registered.
+    ``source``: ``models:/<model_id>`` (a logged model, e.g. a member's pyfunc) or
+    ``runs:/<run_id>/<path>``. Verifying first means nothing half-written is ever registered.
 
     Raises:
-        ContractError: an expected artifact is missing from the run.
+        ContractError: an expected artifact is missing.
     """
     from mlflow.exceptions import MlflowException
 
     with session(client):
-        stored = {f.path for f in client.list_artifacts(run_id, artifact_path)}
-    missing = [f for f in expected_files if f"{artifact_path}/{f}" not in stored]
+        stored = _stored(client, source, expected_files)
+    missing = [f for f in expected_files if f not in stored]
     if missing:
         raise ContractError(
-            f"refusing to register run {run_id}: artifacts {missing} missing under "
-            f"'{artifact_path}' (upload incomplete?)."
+            f"refusing to register {source} (run {run_id}): artifacts {missing} missing "
+            f"(upload incomplete?)."
         )
     with contextlib.suppress(MlflowException):
         client.create_registered_model(name)
     version_tags = {Tag.STATUS.value: STATUS_COMPLETE, **(tags or {})}
     for key, value in (metrics or {}).items():
         version_tags[f"metric.{key}"] = f"{value:.6g}"
-    source = f"runs:/{run_id}/{artifact_path}"
-    mv = client.create_model_version(name, source=source, run_id=run_id, tags=version_tags)
-    return RegisteredVersion(
-        name=name, version=str(mv.version), source=source, run_id=run_id, tags=version_tags
-    )
+    model_id = source[len("models:/") :] if source.startswith("models:/m-") else None
+    mv = client.create_model_version(
+        name, source=source, run_id=run_id, tags=version_tags, description=description,
+        model_id=model_id,
+    )  # fmt: skip
+    if alias:
+        client.set_registered_model_alias(name, alias, mv.version)
+    return RegisteredVersion.of(client.get_model_version(name, mv.version))
 
 
 def latest_version(client: Any, name: str = REGISTERED_MODEL) -> RegisteredVersion:
@@ -398,10 +480,27 @@ def latest_version(client: Any, name: str = REGISTERED_MODEL) -> RegisteredVersi
             f"no complete version of registered model '{name}' at {client.tracking_uri}; "
             f"run the analysis flow first (`minivess flows run analysis`)."
         )
-    v = max(versions, key=lambda mv: int(mv.version))
-    return RegisteredVersion(
-        name=name, version=str(v.version), source=v.source, run_id=v.run_id, tags=dict(v.tags)
-    )
+    return RegisteredVersion.of(max(versions, key=lambda mv: int(mv.version)))
+
+
+def aliased_version(
+    client: Any, name: str = REGISTERED_MODEL, alias: str = CHAMPION_ALIAS
+) -> RegisteredVersion:
+    """The version ``models:/<name>@<alias>`` points at (the analysis flow sets ``@champion``).
+
+    Raises:
+        ContractError: no such alias; the message names the model and the fix.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        raise ContractError(
+            f"registered model '{name}' has no alias @{alias} at {client.tracking_uri}; run the "
+            f"analysis flow first (`minivess flows run analysis`)."
+        ) from None
+    return RegisteredVersion.of(mv)
 
 
 def version_artifacts_missing(version: RegisteredVersion, detail: str) -> ContractError:
@@ -439,10 +538,14 @@ def download_version(client: Any, version: RegisteredVersion, dst: Path) -> Path
 
 
 def mark_deployed(
-    client: Any, version: RegisteredVersion, endpoint: str, extra: dict[str, str] | None = None
+    client: Any, version: RegisteredVersion, extra: dict[str, str] | None = None
 ) -> None:
-    """Tag a model version as deployed: the endpoint it was served and smoke-tested at, and
-    ``extra`` tags (e.g. the SkyServe command for public serving)."""
-    tags = {Tag.STATUS.value: STATUS_DEPLOYED, "endpoint": endpoint, **(extra or {})}
+    """Tag a model version as deployed (its bento passed the smoke test), with ``extra`` tags
+    (e.g. the SkyServe command for public serving).
+
+    The smoke-test server is stopped once the test passed, so its address is not recorded here:
+    the deploy run's params hold it, under the name of what it was.
+    """
+    tags = {Tag.STATUS.value: STATUS_DEPLOYED, **(extra or {})}
     for key, value in tags.items():
         client.set_model_version_tag(version.name, version.version, key, value)

@@ -1,9 +1,11 @@
 """``minivess stack up``: a local ``mlflow server`` process for a lab or a laptop.
 
-Backends: SQLite in the workspace (default) or PostgreSQL (URI from the environment, never a
-file in the repo). Artifacts: the workspace, an S3 root (``configs/storage.yaml``), or proxied
-through the server (``--serve-artifacts``). Optional basic auth: MLflow's ``basic-auth`` app with
-the admin password from ``MLFLOW_AUTH_ADMIN_PASSWORD``.
+Backends: the workspace's own SQLite store (default: the ``mlflow.db`` the flows write when no
+server is configured, so its runs and registry are served) or PostgreSQL (URI from the
+environment, never a file in the repo). Artifacts: the workspace's, an S3 root
+(``configs/storage.yaml``), or proxied through the server (``--serve-artifacts``). Optional
+basic auth: MLflow's ``basic-auth`` app with the admin password from
+``MLFLOW_AUTH_ADMIN_PASSWORD``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ _logger = logging.getLogger(__name__)
 ENV_BACKEND_URI = "MINIVESS_MLFLOW_BACKEND_URI"
 #: Environment variable MLflow's basic-auth app reads the admin password from.
 ENV_AUTH_PASSWORD = "MLFLOW_AUTH_ADMIN_PASSWORD"
+#: MLflow's switch for its job-execution workers (GenAI jobs; minivess runs none): off unless the
+#: environment turns it on, so a laptop server is one process and its worker.
+ENV_JOB_EXECUTION = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
 #: Seconds to wait for the server's /health after start.
 START_TIMEOUT_S = 90
 
@@ -88,7 +93,6 @@ def server_command(
     opts: StackOptions, settings: Settings, port: int, environ: dict[str, str]
 ) -> list[str]:
     """The ``mlflow server`` command line for these options (pure; raises on bad combos)."""
-    state = _state_dir(settings)
     if opts.backend == "postgresql":
         backend = environ.get(ENV_BACKEND_URI)
         if not backend or not backend.startswith("postgresql"):
@@ -97,7 +101,7 @@ def server_command(
                 "in the environment."
             )
     else:
-        backend = f"sqlite:///{(state / 'mlflow.db').resolve()}"
+        backend = settings.workspace_store_uri
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend]
     cmd += ["--host", opts.host, "--port", str(port), "--workers", "1"]
     s3 = settings.storage.s3
@@ -108,10 +112,10 @@ def server_command(
             )
         cmd += ["--default-artifact-root", s3.uri(s3.mlflow_prefix)]
     elif opts.artifacts == "proxied":
-        dest = s3.uri(s3.mlflow_prefix) if s3.enabled else (state / "artifacts").resolve().as_uri()
+        dest = s3.uri(s3.mlflow_prefix) if s3.enabled else settings.workspace_artifact_uri
         cmd += ["--serve-artifacts", "--artifacts-destination", dest]
     else:
-        cmd += ["--default-artifact-root", (state / "artifacts").resolve().as_uri()]
+        cmd += ["--default-artifact-root", settings.workspace_artifact_uri]
     if opts.auth:
         cmd += ["--app-name", "basic-auth"]
     return cmd
@@ -152,7 +156,7 @@ def stack_up(opts: StackOptions, settings: Settings) -> StackInfo:
     environ = process_environ()
     port = opts.port or _free_port(opts.host)
     cmd = server_command(opts, settings, port, environ)
-    env = {**environ, **mlflow_s3_env(settings.storage.s3)}
+    env = {ENV_JOB_EXECUTION: "false", **environ, **mlflow_s3_env(settings.storage.s3)}
     if opts.auth:
         env.update(_auth_env(settings, environ))
     log = state / "mlflow-server.log"

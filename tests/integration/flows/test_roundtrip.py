@@ -46,8 +46,9 @@ def test_data_flow_then_train_flow_through_mlflow_server_and_s3(
     assert client.get_experiment(run.info.experiment_id).name == EXPERIMENTS[Flow.TRAIN]
     # Artifacts went through the S3 root of the server.
     assert run.info.artifact_uri.startswith("s3://")
-    stored = {f.path for f in client.list_artifacts(member.run_id, "checkpoints")}
-    assert stored == {"checkpoints/best.pt"}
+    model_uri = run.data.tags[Tag.MODEL_URI.value]  # the member's logged pyfunc model
+    stored = {f.path for f in mlflow.artifacts.list_artifacts(artifact_uri=model_uri)}
+    assert {"MLmodel", "artifacts"} <= stored
     assert "val_dice" in run.data.metrics or run.data.metrics, "metrics logged every epoch"
     assert run.data.tags[Tag.SKYPILOT_TASK_ID.value] == "sky-managed-2026-11-26-task-7"
 

@@ -111,7 +111,9 @@ def test_minivess_serve_resolves_the_registry_champion(
     checkpoint = _save_checkpoint(model, plan, tmp_path / "ckpt" / "best.pt")
     with mfa.flow_run(client, settings, Flow.ANALYSIS, run_name="champion") as run:
         mlflow.log_artifact(str(checkpoint), "model")
-    version = mfa.register_model(client, run.info.run_id, "model", expected_files=["best.pt"])
+    version = mfa.register_model(
+        client, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id, expected_files=["best.pt"]
+    )
 
     bundle = bundle_for(f"models:/{REGISTERED_MODEL}/latest", tmp_path / "work")
     assert is_bundle(bundle)

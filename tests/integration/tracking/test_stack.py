@@ -32,12 +32,19 @@ def test_stack_up_with_basic_auth_then_down(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", "s3cret-for-test-only")
+    import mlflow
+
     settings = load_settings(tmp_path / "ws", environ={})
+    # What the flows wrote to the workspace's own store before any server existed.
+    mlflow.MlflowClient(settings.workspace_store_uri).create_experiment("written-by-the-flows")
     info = stack_up(StackOptions(auth=True), settings)
     try:
         api = f"{info.url}/api/2.0/mlflow/experiments/search?max_results=1"
         assert _get(api) == 401
         assert _get(api, ("admin", "s3cret-for-test-only")) == 200
+        by_name = f"{info.url}/api/2.0/mlflow/experiments/get-by-name?experiment_name="
+        assert _get(by_name + "written-by-the-flows", ("admin", "s3cret-for-test-only")) == 200
+        assert _get(by_name + "never-written", ("admin", "s3cret-for-test-only")) == 404
         assert stack_status(settings) == info
         with pytest.raises(MinivessError, match="already runs"):
             stack_up(StackOptions(), settings)
