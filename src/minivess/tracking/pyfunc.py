@@ -21,6 +21,7 @@ from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
+from mlflow.pyfunc import PythonModel
 
 #: Name of the logged model inside a train run (and of the one soup model of an analysis run).
 MODEL_NAME = "segmenter"
@@ -32,7 +33,7 @@ EXAMPLE_SHAPE = (16, 16, 4)
 RUNTIME_PACKAGES = ("minivess", "torch", "monai", "numpy")
 
 
-class SegmenterModel(mlflow.pyfunc.PythonModel):
+class SegmenterModel(PythonModel):
     """``predict(volume)``: a (x, y, z) float array of raw intensities -> (x, y, z) uint8 mask,
     by sliding-window inference with the plan's window and overlap (torch on CPU)."""
 
@@ -45,7 +46,7 @@ class SegmenterModel(mlflow.pyfunc.PythonModel):
         self._segmenter = Segmenter(torch_predictor(net), plan, Backend.TORCH)
 
     # No type hints on predict: MLflow would try to infer a signature from them; ours is given.
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    def predict(self, context, model_input, params=None):
         volume = np.asarray(model_input, dtype=np.float32)
         return self._segmenter.segment(volume)
 
