@@ -1,17 +1,25 @@
 """The experiment YAML (``configs/experiments/*.yaml``): what the main job runs.
 
-Sections are validated at this boundary: ``plan`` by the planner's override rules, ``training``
-by :mod:`minivess.training`'s config, the rest here.
+Every section has a schema and the whole file is validated at this boundary, before Prefect
+starts or anything is written: ``plan`` by the planner's overrides
+(:class:`~minivess.planning.planner.PlanOverrides`), ``training`` by the training grid
+(:class:`~minivess.training.config.GridConfig`), ``model`` against the model profiles (whose
+``network.params`` have a schema per builder), and ``configs/data/defaults.yaml`` by
+:class:`~minivess.training.config.DataDefaults`. Errors name the file, the field and a
+"did you mean".
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from minivess.config import StrictModel, config_dir, load_yaml_model
+from minivess.errors import ConfigError
+from minivess.planning.planner import PlanOverrides
+from minivess.training.config import GridConfig
 
 #: The experiment the main job runs when no ``--config`` is given.
 DEFAULT_EXPERIMENT = "default"
@@ -49,8 +57,8 @@ class ExperimentConfig(StrictModel):
     data: DataSection = Field(default_factory=DataSection)
     model: str = "dynunet"
     hardware: Path | None = Field(default=None, description="hardware YAML; null = detect")
-    plan: dict[str, Any] = Field(default_factory=dict, description="planner overrides")
-    training: dict[str, Any] = Field(default_factory=dict, description="training config + grid")
+    plan: PlanOverrides = Field(default_factory=PlanOverrides, description="planner overrides")
+    training: GridConfig = Field(default_factory=GridConfig, description="training config + grid")
     deploy: DeploySection = Field(default_factory=DeploySection)
     target: Literal["local", "ssh", "spot", "serve"] = "local"
 
@@ -66,5 +74,23 @@ def experiment_path(name_or_path: str | Path | None) -> Path:
 
 
 def load_experiment(name_or_path: str | Path | None = None) -> ExperimentConfig:
-    """Load and validate an experiment YAML (strict: unknown keys fail with a hint)."""
-    return load_yaml_model(ExperimentConfig, experiment_path(name_or_path))
+    """Load and validate an experiment YAML and the model profile it names.
+
+    Raises:
+        ConfigError: naming the file and the field, with a "did you mean" for unknown keys and
+            unknown model names.
+    """
+    import difflib
+
+    from minivess.planning.profiles import list_model_profiles, load_model_profile
+
+    path = experiment_path(name_or_path)
+    exp = load_yaml_model(ExperimentConfig, path)
+    known = list_model_profiles()
+    if exp.model not in known and not exp.model.endswith((".yaml", ".yml")):
+        close = difflib.get_close_matches(exp.model, known, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"{path}: field 'model': no model profile '{exp.model}'.{hint} "
+                          f"Known: {', '.join(known)} (configs/model_profiles/).")  # fmt: skip
+    load_model_profile(exp.model)  # its network.params are checked against the builder's schema
+    return exp

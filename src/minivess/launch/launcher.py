@@ -137,7 +137,7 @@ def _make_plan(data_dir: Path, model: str, exp: Any, target: TargetConfig) -> Tr
     from minivess.planning import make_plan
 
     profile = profile_dataset(data_dir)
-    overrides = exp.plan or None
+    overrides = exp.plan.model_dump(exclude_unset=True) or None
     plan = make_plan(profile, model, hardware=exp.hardware, overrides=overrides)
     if target.kind is Kind.LOCAL or exp.hardware is not None or not plan.accelerators:
         return plan

@@ -50,21 +50,14 @@ def find_data_run(settings: Settings, data_run_id: str | None) -> tuple[str, Dat
 @task
 def make_training_plan(prof: DatasetProfile, exp: ExperimentConfig) -> TrainingPlan:
     """Plan for this machine (or ``exp.hardware``), honouring the experiment's overrides."""
-    from minivess.config import parse_model
     from minivess.planning import make_plan
-    from minivess.training.config import ResamplingConfig, default_resampling
 
-    block = exp.training.get("resampling")
-    res = (
-        parse_model(ResamplingConfig, block, "training.resampling")
-        if isinstance(block, dict)
-        else default_resampling()
-    )
+    res = exp.training.resampling  # the experiment's, else configs/data/defaults.yaml
     plan = make_plan(
         prof,
         exp.model,
         hardware=exp.hardware,
-        overrides=exp.plan or None,
+        overrides=exp.plan.model_dump(exclude_unset=True) or None,
         target_spacing=res.target_spacing if res.enabled else None,  # plan on resampled shapes
     )
     common.table_artifact(
@@ -166,7 +159,7 @@ def grid(exp: ExperimentConfig, plan: TrainingPlan, settings: Settings) -> list[
     root = checkpoint_dir(
         settings.checkpoint_root, exp.name, settings.checkpoint_key(plan.plan_hash)
     )
-    raw: dict[str, Any] = {"checkpoint_dir": root, **exp.training}
+    raw: dict[str, Any] = {"checkpoint_dir": root, **exp.training.model_dump(exclude_unset=True)}
     return expand_grid(raw, f"experiment '{exp.name}': training")
 
 

@@ -53,7 +53,7 @@ class TrainingPlan(BaseModel):
     strides per axis is that axis' divisibility requirement.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: int = PLAN_SCHEMA_VERSION
     model: str = Field(description="model profile name, e.g. 'dynunet'")
@@ -144,8 +144,29 @@ class TrainingPlan(BaseModel):
 
     @classmethod
     def load(cls, path: Path) -> TrainingPlan:
-        """Read a plan written by :meth:`save`."""
-        return cls.model_validate_json(Path(path).read_text())
+        """Read a plan written by :meth:`save`.
+
+        Raises:
+            ConfigError: naming the file: not JSON, an unknown key ("did you mean"), a bad value,
+                or a ``schema_version`` this minivess does not read.
+        """
+        import json
+
+        from minivess.config import parse_model
+        from minivess.errors import ConfigError
+
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"{path}: not a readable plan JSON ({err}).") from None
+        version = data.get("schema_version") if isinstance(data, dict) else None
+        if version != PLAN_SCHEMA_VERSION:
+            raise ConfigError(
+                f"{path}: field 'schema_version': {version!r}, but this minivess reads plan "
+                f"schema {PLAN_SCHEMA_VERSION}; re-plan with `minivess plan` to write a new one."
+            )
+        return parse_model(cls, data, str(path))
 
 
 def _diff(a: Any, b: Any, path: str = "") -> list[str]:

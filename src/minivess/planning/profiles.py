@@ -12,14 +12,47 @@ import difflib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from minivess.config import StrictModel, config_dir, load_yaml_model
+from minivess.config import StrictModel, config_dir, format_validation_error, load_yaml_model
 from minivess.data.schema import Shape3
 from minivess.errors import ConfigError
 
+
+class DynUNetParams(StrictModel):
+    """``network.params`` of the ``dynunet`` builder (``models.builders.build_dynunet``)."""
+
+    base_filters: int = Field(default=16, ge=1)
+    max_filters: int = Field(default=256, ge=1)
+    res_block: bool = False
+
+
+class SegResNetParams(StrictModel):
+    """``network.params`` of the ``segresnet`` builder."""
+
+    init_filters: int = Field(default=16, ge=1)
+    blocks_down: list[int] = Field(default_factory=lambda: [1, 2, 2, 4])
+
+
+class SwinUNETRParams(StrictModel):
+    """``network.params`` of the ``swinunetr`` builder."""
+
+    feature_size: int = Field(default=12, ge=12)
+    depths: list[int] = Field(default_factory=lambda: [2, 2, 2, 2])
+    num_heads: list[int] = Field(default_factory=lambda: [3, 6, 12, 24])
+    window_size: int = Field(default=7, ge=1)
+    use_v2: bool = True
+    norm_groups: int = Field(default=3, ge=1)
+
+
+#: The schema of ``network.params`` per built-in builder (an entry point's params are its own).
+BUILDER_PARAMS: dict[str, type[StrictModel]] = {
+    "dynunet": DynUNetParams,
+    "segresnet": SegResNetParams,
+    "swinunetr": SwinUNETRParams,
+}
 #: Networks :func:`minivess.models.build_model` knows without an entry point.
-BUILTIN_BUILDERS = ("dynunet", "segresnet", "swinunetr")
+BUILTIN_BUILDERS = tuple(BUILDER_PARAMS)
 
 
 class NetworkSpec(StrictModel):
@@ -44,6 +77,14 @@ class NetworkSpec(StrictModel):
                 f"unknown builder '{self.builder}'.{hint} Built-ins: {', '.join(BUILTIN_BUILDERS)};"
                 " for a new network use entry_point: 'package.module:function'"
             )
+        if self.builder is not None:
+            schema = BUILDER_PARAMS[self.builder]
+            try:
+                schema.model_validate(self.params)
+            except ValidationError as err:
+                raise ValueError(
+                    str(format_validation_error(err, schema, f"network.params ({self.builder})"))
+                ) from None
         if self.entry_point is not None and ":" not in self.entry_point:
             raise ValueError(f"entry_point '{self.entry_point}' must look like 'package.module:fn'")
         return self

@@ -17,11 +17,12 @@ Example ``training:`` mapping::
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, model_validator
 
-from minivess.config import StrictModel, config_dir, parse_model, read_yaml
+from minivess.config import StrictModel, config_dir, load_yaml_model, parse_model
 
 
 class LossName(StrEnum):
@@ -59,16 +60,28 @@ class ResamplingConfig(StrictModel):
         return self
 
 
+class DataDefaults(StrictModel):
+    """The schema of ``configs/data/defaults.yaml``: a typo there is an error, never silently
+    the default (a misspelt ``resampling:`` would turn resampling off)."""
+
+    resampling: ResamplingConfig = Field(default_factory=ResamplingConfig)
+
+
+def data_defaults_path() -> Path:
+    """``configs/data/defaults.yaml`` (follows ``$MINIVESS_CONFIG_DIR``)."""
+    return config_dir() / "data" / "defaults.yaml"
+
+
 def default_resampling() -> ResamplingConfig:
-    """The ``resampling:`` block of ``configs/data/defaults.yaml``, or off when it is absent."""
-    path = config_dir() / "data" / "defaults.yaml"
+    """The ``resampling:`` block of ``configs/data/defaults.yaml``, or off when it is absent.
+
+    Raises:
+        ConfigError: the file has an unknown key or a bad value (named, with "did you mean").
+    """
+    path = data_defaults_path()
     if not path.is_file():
         return ResamplingConfig()
-    block = (read_yaml(path) or {}).get("resampling") or {}
-    if not block.get("enabled"):
-        return ResamplingConfig()
-    known = {k: block[k] for k in ResamplingConfig.model_fields if k in block}
-    return parse_model(ResamplingConfig, known, f"{path}: resampling")
+    return load_yaml_model(DataDefaults, path).resampling
 
 
 class TrainConfig(StrictModel):

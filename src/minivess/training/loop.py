@@ -20,6 +20,7 @@ import random
 import signal
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -515,7 +516,7 @@ class _Run:
             bar.remove_task(task)
         return loss_sum / max(1, n)
 
-    def _end_epoch(self, epoch: int, train_loss: float) -> dict[str, float]:
+    def _end_epoch(self, epoch: int, train_loss: float, started: float) -> dict[str, float]:
         from minivess.training.distributed import barrier, broadcast_float, mean_float
 
         train_loss = mean_float(self.ctx, train_loss)
@@ -536,12 +537,8 @@ class _Run:
         self._save_last(done, 0, 0.0)
         barrier(self.ctx)
         self.tracker.log_metrics(metrics, step=done)
-        log.info(
-            "epoch %d/%d: %s",
-            done,
-            self.cfg.epochs,
-            ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()),
-        )
+        self.durations.append(time.monotonic() - started)
+        log.info(epoch_line(done, self.cfg.epochs, metrics, self.durations))
         return metrics
 
     def run(self) -> TrainSummary:
@@ -555,6 +552,7 @@ class _Run:
                 if self.resumed_from is None:
                     self._save_run_files()
             self._log_start()
+            self.durations: list[float] = []
             with _progress(self.progress) as bar:
                 return self._loop(start, skip, loss_sum, stop, bar)
 
@@ -570,9 +568,10 @@ class _Run:
             PREEMPTED_EXIT_CODE,
         )
         for epoch in range(start, self.cfg.epochs):
+            started = time.monotonic()
             train_loss = self._epoch(epoch, skip, loss_sum, stop, bar)
             skip, loss_sum = 0, 0.0
-            self._end_epoch(epoch, train_loss)
+            self._end_epoch(epoch, train_loss, started)
             if epoch + 1 < self.cfg.epochs and _any(self.ctx, stop.requested):
                 raise TrainingPreempted(self.last_uri, epoch + 1, 0)
         summary = self._summary()
@@ -638,6 +637,39 @@ class _Run:
             png = plot_curves(summary.history, out / "curves.png")
             if png is not None:
                 self.tracker.log_artifact(png, "train")
+
+
+def format_seconds(seconds: float) -> str:
+    """``'42 s'``, ``'3m 05s'``, ``'2h 07m'``.
+
+    Example:
+        >>> format_seconds(42.4), format_seconds(185), format_seconds(7620)
+        ('42 s', '3m 05s', '2h 07m')
+    """
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"
+
+
+def epoch_line(done: int, epochs: int, metrics: dict[str, float], durations: list[float]) -> str:
+    """The one log line per epoch: progress, metrics, time per epoch and ETA.
+
+    ``durations`` are this session's epoch times in seconds (a resumed run counts from its
+    restart); the ETA is their mean times the epochs left.
+
+    Example:
+        >>> epoch_line(2, 10, {"train_loss": 0.5, "val_dice": 0.61}, [12.0, 10.0])
+        'epoch 2/10: train_loss 0.5000, val_dice 0.6100 | 10.0 s/epoch, ETA 1m 28s'
+    """
+    scores = ", ".join(f"{k} {v:.4g}" if k == "lr" else f"{k} {v:.4f}" for k, v in metrics.items())
+    left = max(0, epochs - done)
+    per_epoch = sum(durations) / len(durations) if durations else 0.0
+    eta = "done" if left == 0 else f"ETA {format_seconds(per_epoch * left)}"
+    last = durations[-1] if durations else 0.0
+    return f"epoch {done}/{epochs}: {scores} | {last:.1f} s/epoch, {eta}"
 
 
 def cosine_factor(epoch: int, epochs: int) -> float:
