@@ -45,11 +45,13 @@ def experiment(config: ConfigOpt = None, workspace: Workspace = None) -> None:
     load_experiment(config)  # a bad config fails here, before Prefect starts
     ws = str(load_settings(workspace).workspace)
     typer.echo(f"workspace: {ws}")
-    from minivess.orchestration.common import prefect_defaults
+    from minivess.orchestration.common import persistent_prefect_api, prefect_defaults
     from minivess.orchestration.experiment_flow import experiment_flow, print_summary
 
+    server = persistent_prefect_api()  # read before the flow: a temporary server is no server
     with prefect_defaults():
-        print_summary(experiment_flow(experiment=config, workspace=ws))
+        result = experiment_flow(experiment=config, workspace=ws)
+    print_summary(result, prefect_server=server)
 
 
 def run_flow(
@@ -59,9 +61,12 @@ def run_flow(
     data_dir: Annotated[Path | None, typer.Option(help="Dataset (data/poll flows).")] = None,
 ) -> None:
     """Run one persona flow alone; it finds its upstream through MLflow."""
+    from minivess.experiment import load_experiment
     from minivess.orchestration.common import prefect_defaults
     from minivess.orchestration.experiment_flow import run_single_flow
 
+    if name not in (FlowName.data, FlowName.poll) or config:
+        load_experiment(config)  # a bad config fails here, before Prefect starts
     with prefect_defaults():
         result = run_single_flow(name.value, experiment=config, workspace=workspace,
                                  data_dir=str(data_dir) if data_dir else None)  # fmt: skip

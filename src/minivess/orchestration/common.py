@@ -14,7 +14,15 @@ log = logging.getLogger(__name__)
 #: Prefect Variable holding ``{"run_id", "dataset_hash"}`` of the latest data-profile run.
 PROFILE_POINTER = "minivess_latest_data_profile"
 #: Prefect Variable holding the DVC hash the polling flow saw last.
-POLL_POINTER = "minivess_last_polled_data_hash"
+POLL_POINTER = "minivess_last_polled_data_hash"  # + "_" + a key of the dataset (see polling)
+
+
+def persistent_prefect_api() -> str | None:
+    """The Prefect server this process talks to (Prefect's own ``PREFECT_API_URL`` setting), or
+    None when Prefect would start a temporary server that stops with the process."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or None
 
 
 def settings_for(workspace: str | Path | None) -> Settings:

@@ -25,6 +25,7 @@ class ExperimentResult:
     tracking_uri: str
     data: DataFlowResult
     chain: ChainResult
+    prefect_run_url: str | None = None  # the experiment flow run in the Prefect UI
 
 
 @flow(name="minivess-experiment", log_prints=True)
@@ -40,9 +41,11 @@ def experiment_flow(
         synth_scale=exp.data.synth_scale, seed=exp.data.seed,
     )  # fmt: skip
     chain = training_chain(str(settings.workspace), experiment, data.run_id)
+    from prefect.runtime import flow_run
+
     return ExperimentResult(
         workspace=str(settings.workspace), tracking_uri=settings.tracking_uri, data=data,
-        chain=chain,
+        chain=chain, prefect_run_url=flow_run.ui_url,
     )  # fmt: skip
 
 
@@ -68,8 +71,12 @@ def run_single_flow(
     return poll_data_flow(data_dir=data_dir, workspace=ws, experiment=experiment)
 
 
-def print_summary(result: ExperimentResult) -> None:
-    """The closing summary: where to look next (plain lines: paths are never wrapped)."""
+def print_summary(result: ExperimentResult, prefect_server: str | None = None) -> None:
+    """The closing summary: where to look next (plain lines: paths are never wrapped).
+
+    ``prefect_server``: the persistent Prefect API the run went to; its flow run's URL is then
+    printed (a temporary server is gone once the command ends, so no URL is printed for it).
+    """
     from rich.console import Console
 
     from minivess.tracking.contract import CHAMPION_ALIAS, REGISTERED_MODEL
@@ -80,6 +87,11 @@ def print_summary(result: ExperimentResult) -> None:
         ("Workspace", result.workspace),
         ("Tracking UI", f"mlflow ui --backend-store-uri {result.tracking_uri}"),
         ("QC report", result.data.report_html),
+        *(
+            [("Prefect run", result.prefect_run_url)]
+            if prefect_server and result.prefect_run_url
+            else []
+        ),
         ("Comparison table", analysis.table_markdown),
         ("Registered model", f"{analysis.registered_uri} ({analysis.champion}), alias {champion}"),
         ("Load it", f'mlflow.pyfunc.load_model("{champion}").predict(volume)'),

@@ -29,11 +29,35 @@ def dvc_file_for(data_dir: Path, project: Path | None = None) -> Path:
     return project / f"{data_dir.relative_to(project)}.dvc"
 
 
+def poll_key(data_dir: str | Path, project: str | Path | None = None) -> str:
+    """Name of the Prefect Variable holding the last polled hash of this dataset: keyed by its
+    ``.dvc`` file, so two polled datasets never retrigger each other."""
+    import hashlib
+
+    dvc = dvc_file_for(Path(data_dir), Path(project) if project else None)
+    return f"{common.POLL_POINTER}_{hashlib.sha256(str(dvc).encode()).hexdigest()[:16]}"
+
+
 def emit_data_changed(data_dir: Path, project: Path | None = None) -> Any:
-    """Emit :data:`DATA_CHANGED_EVENT` for ``data_dir`` with its DVC hash (if tracked)."""
+    """Emit :data:`DATA_CHANGED_EVENT` for ``data_dir`` with its DVC hash (if tracked).
+
+    Raises:
+        ConfigError: no persistent Prefect server is configured: the event would go to a
+            temporary server that stops with this command, and nothing would ever see it.
+    """
     from prefect.events import emit_event
 
+    from minivess.errors import ConfigError
     from minivess.versioning.dvc import data_hash
+
+    if common.persistent_prefect_api() is None:
+        raise ConfigError(
+            "minivess data changed: PREFECT_API_URL is not set, so the event would go to a "
+            "temporary Prefect server that stops with this command and no deployment would see "
+            "it. Start a server (`prefect server start`), `export PREFECT_API_URL="
+            "http://127.0.0.1:4200/api` and `minivess flows deploy`; or poll instead: "
+            "`minivess flows run poll --data-dir DIR`."
+        )
 
     dvc_file = dvc_file_for(data_dir, project)
     payload = {"data_hash": data_hash(dvc_file)} if dvc_file.is_file() else {}
@@ -69,14 +93,19 @@ def tracked_hash(data_dir: str, project: str | None) -> str:
 
 
 @task
-def previous_profile_hash(workspace: str | None) -> str | None:
-    """Dataset hash of the newest data run in MLflow, or None on a fresh workspace."""
+def previous_profile_hash(workspace: str | None, data_dir: str) -> str | None:
+    """Dataset hash of the newest data run of ``data_dir`` in MLflow, or None on its first poll
+    (runs of other datasets in the same workspace do not count)."""
     from minivess.tracking import mlflow_adapter as mfa
     from minivess.tracking.contract import Flow, Tag
 
     client = mfa.connect(common.settings_for(workspace))
-    runs = mfa.find_runs(client, Flow.DATA)
-    return runs[0].data.tags.get(Tag.DATASET_HASH.value) if runs else None
+    mine = str(Path(data_dir).resolve())
+    for run in mfa.find_runs(client, Flow.DATA):
+        logged = run.data.params.get("data_dir")
+        if logged and str(Path(logged).resolve()) == mine:
+            return run.data.tags.get(Tag.DATASET_HASH.value)
+    return None
 
 
 @flow(name="minivess-poll-data", log_prints=True)
@@ -92,13 +121,14 @@ def poll_data_flow(
     from minivess.orchestration.data_flow import data_flow
 
     current = tracked_hash(data_dir, project)
-    last = common.get_pointer(common.POLL_POINTER)
+    key = poll_key(data_dir, project)
+    last = common.get_pointer(key)
     if last and last.get("data_hash") == current:
         print(f"data unchanged ({current}); nothing to do")
         return PollResult(data_hash=current, changed=False, profile_changed=False)
-    before = previous_profile_hash(workspace)
+    before = previous_profile_hash(workspace, data_dir)
     data = data_flow(data_dir=data_dir, workspace=workspace)
-    common.set_pointer(common.POLL_POINTER, {"data_hash": current, "data_dir": data_dir})
+    common.set_pointer(key, {"data_hash": current, "data_dir": data_dir})
     profile_changed = data.dataset_hash != before
     chain = None
     if profile_changed and retrain:

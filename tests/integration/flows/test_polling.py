@@ -62,3 +62,31 @@ def test_data_changed_event_matches_the_data_deployment_trigger(
     assert event.event in trigger.expect
     assert trigger.match.includes([event.resource])
     assert event.resource["minivess.data_dir"] == str(data_dir.resolve())
+
+
+def test_two_polled_datasets_do_not_retrigger_each_other(
+    prefect_harness: None, tmp_path: Path
+) -> None:
+    """The last polled hash is kept per dataset: polling B does not make A look changed."""
+    from minivess.data.synth import synthesize
+    from minivess.orchestration.polling import poll_data_flow, poll_key
+    from minivess.settings import load_settings
+    from minivess.versioning.dvc import version_data
+
+    ws = tmp_path / "ws"
+    settings = load_settings(ws, environ={})
+    dirs = {}
+    for name, seed in (("lab-a", 1), ("lab-b", 2)):
+        dirs[name] = tmp_path / name / "data"
+        synthesize(dirs[name], scale="small", n_volumes=3, seed=seed, progress=False)
+        version_data(dirs[name], settings)
+    assert poll_key(dirs["lab-a"]) != poll_key(dirs["lab-b"])
+
+    def poll(name: str):
+        return poll_data_flow(data_dir=str(dirs[name]), workspace=str(ws), retrain=False)
+
+    first_a, first_b = poll("lab-a"), poll("lab-b")
+    assert first_a.changed and first_a.profile_changed
+    assert first_b.changed and first_b.profile_changed
+    again_a, again_b = poll("lab-a"), poll("lab-b")
+    assert not again_a.changed and not again_b.changed
