@@ -47,6 +47,7 @@ def test_data_flow_then_train_flow_through_mlflow_server_and_s3(
     # Artifacts went through the S3 root of the server.
     assert run.info.artifact_uri.startswith("s3://")
     model_uri = run.data.tags[Tag.MODEL_URI.value]  # the member's logged pyfunc model
+    monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", moto_endpoint)  # as any MLflow client needs
     stored = {f.path for f in mlflow.artifacts.list_artifacts(artifact_uri=model_uri)}
     assert {"MLmodel", "artifacts"} <= stored
     assert "val_dice" in run.data.metrics or run.data.metrics, "metrics logged every epoch"
