@@ -1,4 +1,4 @@
-"""`minivess data changed` needs a persistent Prefect server: without one it refuses, with the fix."""
+"""`minivess data changed` needs a persistent Prefect server: else it refuses and says the fix."""
 
 from __future__ import annotations
 
