@@ -195,7 +195,7 @@ def build_context(
         experiment=exp.name,
         data_dir=data_dir,
         synth=SynthSpec(exp.data.synth_scale, exp.data.seed, exp.data.synth_volumes),
-        training=dict(exp.training or {}),
+        training=exp.training.model_dump(mode="json", exclude_unset=True),
         dry_run=opts.dry_run,
         experiment_config=exp_cfg,
         checkpoint_uri=s3.uri(s3.checkpoint_prefix) if s3.enabled else None,
