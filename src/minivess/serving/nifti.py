@@ -27,6 +27,11 @@ _NIFTI1_HDR = 348
 _NIFTI2_HDR = 540
 #: Bytes of header we decompress to inspect a volume (NIfTI-2 header + extension flag).
 _HEADER_PEEK = 544
+#: Largest accepted ``vox_offset`` (header + extensions), bytes. Real NIfTI extensions (DICOM
+#: tags, JSON sidecars) are kilobytes; a bomb declares gigabytes of padding before the voxels.
+MAX_VOX_OFFSET = 1024 * 1024
+#: Largest accepted |pixdim| / |affine entry| (mm, µm or m: a spacing of a kilometre is a typo).
+MAX_SPACING = 1.0e6
 #: Factor from the header's spatial unit to µm.
 _UNIT_TO_UM = {"micron": 1.0, "mm": 1000.0, "meter": 1.0e6}
 
@@ -109,6 +114,49 @@ def _header_class(head: bytes) -> tuple[int, Any]:
     )
 
 
+def _bad_header(field: str, detail: str) -> InputRejected:
+    return InputRejected(
+        400, "bad_header", f"the NIfTI header field {field} {detail}; rewrite the file with nibabel"
+    )
+
+
+def _check_fields(header: Any, version: int) -> None:
+    """Bound every header field the reader uses, before any voxel byte is read or allocated.
+
+    Raises:
+        InputRejected: 400 ``bad_header`` naming the field.
+    """
+    hdr_size = _NIFTI1_HDR if version == 1 else _NIFTI2_HDR
+    offset = float(header["vox_offset"])
+    if not math.isfinite(offset) or offset != int(offset):
+        raise _bad_header("vox_offset", f"is {offset}, not a whole number of bytes")
+    if not hdr_size <= offset <= MAX_VOX_OFFSET:
+        raise _bad_header(
+            "vox_offset",
+            f"is {offset:.0f} bytes; it must lie between the header size ({hdr_size}) and "
+            f"{MAX_VOX_OFFSET} (header plus extensions)",
+        )
+    dim = [int(d) for d in header["dim"]]
+    if not 1 <= dim[0] <= 7:
+        raise _bad_header("dim[0]", f"is {dim[0]}; a 3D volume has 3 (the standard allows 1-7)")
+    if any(d < 0 for d in dim[1 : dim[0] + 1]):
+        raise _bad_header("dim", f"has a negative size: {dim[1 : dim[0] + 1]}")
+    bitpix = int(header["bitpix"])
+    itemsize = header.get_data_dtype().itemsize
+    if bitpix != 8 * itemsize:
+        raise _bad_header("bitpix", f"is {bitpix}, but the datatype has {8 * itemsize} bits")
+    pixdim = [float(p) for p in header["pixdim"][1:4]]
+    if not all(math.isfinite(p) and 0 < abs(p) <= MAX_SPACING for p in pixdim):
+        raise _bad_header("pixdim[1:4]", f"is {pixdim}; voxel spacings must be finite and > 0")
+    for name in ("scl_slope", "scl_inter"):
+        value = float(header[name])
+        if math.isinf(value):  # NaN means "no scaling" in the NIfTI standard
+            raise _bad_header(name, f"is {value}")
+    affine = np.asarray(header.get_best_affine(), dtype=np.float64)
+    if not np.isfinite(affine).all() or np.abs(affine).max() > MAX_SPACING * 2**16:
+        raise _bad_header("qform/sform", "gives a non-finite or absurd affine")
+
+
 def inspect_header(path: Path, max_voxels: int) -> HeaderInfo:
     """Read and check the NIfTI header of ``path`` without touching the voxel data.
 
@@ -130,6 +178,7 @@ def inspect_header(path: Path, max_voxels: int) -> HeaderInfo:
         header = header_cls.from_fileobj(io.BytesIO(head), check=True)
     except (HeaderDataError, ValueError) as err:
         raise InputRejected(400, "bad_header", f"the NIfTI header is invalid ({err})") from None
+    _check_fields(header, version)
     shape = tuple(int(s) for s in header.get_data_shape())
     extra = shape[3:]
     if len(shape) < 3 or any(s != 1 for s in extra):

@@ -95,7 +95,8 @@ def _error_response(err: InputRejected) -> Any:
 @bentoml.service(
     name="minivess_segmenter",
     workers=1,
-    traffic={"timeout": 600, "max_concurrency": 32},
+    traffic={"timeout": 600},  # concurrency is bounded by the guard (JSON 503 + Retry-After)
+    metrics={"enabled": False},  # the guard serves /metrics with bounded route labels
 )
 class MinivessSegmenter:
     """Vessel segmentation of 3D NIfTI volumes with the exported champion model."""
@@ -163,13 +164,24 @@ class MinivessSegmenter:
         )
 
 
+def _metrics_text() -> bytes:
+    """The Prometheus exposition of every worker (BentoML's multiprocess registry)."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    return bytes(BentoMLContainer.metrics_client.get().generate_latest())
+
+
 def _guard_options() -> dict[str, Any]:
-    """The guard's limit and token, from the same settings the service reads."""
+    """The guard's limits and token, from the same settings the service reads."""
     settings = load_serve_settings()
     return {
         "max_upload_bytes": settings.max_upload_bytes,
         "token": settings.auth_token(),
         "routes": PROTECTED_ROUTES,
+        "max_concurrency": settings.max_concurrency,
+        "metrics_text": _metrics_text,
+        "metrics_token": settings.metrics_require_token,
+        "record": True,
     }
 
 

@@ -47,6 +47,8 @@ class ServeSettings(StrictModel):
         sw_batch_size: windows per forward pass in sliding-window inference.
         sw_overlap: sliding-window overlap in [0, 1); ``None`` uses the plan's ``sw_overlap``.
         num_threads: intra-op threads of torch / ONNX Runtime; ``None`` keeps the library default.
+        max_concurrency: inference requests in flight per replica; more get 503 + Retry-After.
+        metrics_require_token: ``/metrics`` needs the bearer token too (when auth is on).
     """
 
     model_path: Path | None = None
@@ -57,6 +59,8 @@ class ServeSettings(StrictModel):
     sw_batch_size: int = Field(default=1, gt=0)
     sw_overlap: float | None = Field(default=None, ge=0.0, lt=1.0)
     num_threads: int | None = Field(default=None, gt=0)
+    max_concurrency: int = Field(default=8, gt=0)
+    metrics_require_token: bool = False
 
     @field_validator("auth_token_env")
     @classmethod

@@ -117,3 +117,55 @@ def test_mask_keeps_shape_affine_and_spacing(volume_path: Path) -> None:
     assert img.header.get_xyzt_units()[0] == "micron"
     with pytest.raises(ValueError, match="mask shape"):
         mask_nifti_gz(mask[:-1], vol)
+
+
+def _crafted(tmp_path: Path, name: str, **fields) -> Path:
+    """A valid 16×16×8 uint8 .nii.gz whose header fields are then overwritten."""
+    img = nib.Nifti1Image(np.zeros((16, 16, 8), np.uint8), np.eye(4))
+    hdr = img.header.copy()
+    hdr["vox_offset"] = 352
+    for key, value in fields.items():
+        hdr[key] = value
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(hdr.binaryblock + b"\x00" * 4 + b"\x00" * 2048))
+    return path
+
+
+def test_huge_vox_offset_is_refused_before_reading_the_padding(tmp_path: Path) -> None:
+    """The bomb of issue 11: 16×16×8 voxels behind a declared 4 GiB header, streamed gzip."""
+    img = nib.Nifti1Image(np.zeros((16, 16, 8), np.uint8), np.eye(4))
+    hdr = img.header.copy()
+    hdr["vox_offset"] = 4 * 2**30
+    path = tmp_path / "bomb.nii.gz"
+    with gzip.open(path, "wb", compresslevel=9) as gz:
+        gz.write(hdr.binaryblock + b"\x00" * 4)
+        for _ in range(64):  # 1 GiB of zeros compresses to ~1 MB
+            gz.write(b"\x00" * 2**24)
+    tracemalloc.start()
+    err = _rejected(path, 400, "bad_header")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert "vox_offset" in err.message
+    assert peak < 5 * 2**20
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"vox_offset": 100}, "vox_offset"),
+        ({"vox_offset": 352.5}, "vox_offset"),
+        ({"pixdim": [1, 1, -1e9, 1, 1, 1, 1, 1]}, "pixdim"),
+        ({"pixdim": [1, 1, np.inf, 1, 1, 1, 1, 1]}, "pixdim"),
+        ({"scl_slope": np.inf}, "scl_slope"),
+        ({"dim": [9, 16, 16, 8, 1, 1, 1, 1]}, "header"),  # read as byte-swapped: invalid
+        ({"dim": [3, 16, -16, 8, 1, 1, 1, 1]}, "dim"),
+    ],
+)
+def test_every_header_field_is_bounded(tmp_path: Path, fields, named) -> None:
+    """(nibabel's own check fixes what is fixable, e.g. a zero pixdim or a wrong bitpix.)"""
+    path = _crafted(tmp_path, "crafted.nii.gz", **fields)
+    with pytest.raises(InputRejected) as info:
+        load_volume(path, LIMIT)
+    assert 400 <= info.value.status < 500
+    assert info.value.code == "bad_header"
+    assert named.replace("_", " ") in info.value.message.replace("_", " ")
