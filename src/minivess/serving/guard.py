@@ -335,8 +335,8 @@ class RequestGuard:
         try:
             if scope.get("method") != "POST":
                 raise Refusal(405, "method_not_allowed", f"{path} takes POST with a volume file")
-            declared = headers.get(b"content-length")
-            if declared is not None and declared.isdigit() and int(declared) > self.max_upload_bytes:
+            declared = headers.get(b"content-length", b"")
+            if declared.isdigit() and int(declared) > self.max_upload_bytes:
                 raise Refusal(413, "too_large", self._too_large(int(declared)))
             inspector = UploadInspector(_boundary(headers))
         except Refusal as err:
