@@ -34,6 +34,12 @@ def register(app: typer.Typer, data_app: typer.Typer) -> None:
         workdir: Annotated[
             Path | None, typer.Option(help="Where exported bundles go (default workspace/deploy).")
         ] = None,
+        workspace: Annotated[
+            Path | None,
+            typer.Option(
+                help="Workspace (its MLflow registry and deploy dir); default ./workspace."
+            ),
+        ] = None,
         auth_token_env: Annotated[
             str | None,
             typer.Option(help="NAME of the env var holding the bearer token; enables auth."),
@@ -46,5 +52,5 @@ def register(app: typer.Typer, data_app: typer.Typer) -> None:
 
         overrides: dict[str, Any] = {"auth_token_env": auth_token_env} if auth_token_env else {}
         settings = load_serve_settings(config, backend=backend, **overrides)
-        work = workdir or load_settings().deploy_dir / "serve"
-        raise typer.Exit(serve_model(model_uri, settings, work, port, host))
+        work = workdir or load_settings(workspace).deploy_dir / "serve"
+        raise typer.Exit(serve_model(model_uri, settings, work, port, host, workspace))

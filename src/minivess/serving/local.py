@@ -11,11 +11,15 @@ Accepted model URIs:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from minivess.errors import ConfigError
 from minivess.serving.inference import ONNX_FILE, PLAN_FILE, TORCHSCRIPT_FILE
@@ -33,7 +37,14 @@ def is_bundle(path: Path) -> bool:
     return all((Path(path) / f).is_file() for f in (PLAN_FILE, ONNX_FILE, TORCHSCRIPT_FILE))
 
 
-def _download_registered(uri: str, workdir: Path) -> Path:
+def _existing_versions(client: Any, name: str) -> list[str]:
+    versions = client.search_model_versions(f"name = '{name}'")
+    return sorted((str(v.version) for v in versions), key=lambda v: int(v) if v.isdigit() else 0)
+
+
+def _download_registered(uri: str, workdir: Path, workspace: Path | None = None) -> Path:
+    from mlflow.exceptions import MlflowException
+
     from minivess.settings import load_settings
     from minivess.tracking.mlflow_adapter import (
         RegisteredVersion,
@@ -52,13 +63,25 @@ def _download_registered(uri: str, workdir: Path) -> Path:
             f"--model-uri {uri}: expected models:/<name>/<version|latest> "
             "or models:/<name>@<alias>."
         )
-    client = connect(load_settings())
+    client = connect(load_settings(workspace))
     if at:
         reg = aliased_version(client, name, alias)
     elif version == "latest":
         reg = latest_version(client, name)
     else:
-        reg = RegisteredVersion.of(client.get_model_version(name, version))
+        try:
+            mv = client.get_model_version(name, version)
+        except MlflowException:
+            existing = _existing_versions(client, name)
+            raise ConfigError(
+                f"--model-uri {uri}: no version {version} of '{name}'; "
+                + (
+                    f"registered versions: {', '.join(existing)} (or use latest)."
+                    if existing
+                    else "nothing is registered under that name (train and register one first)."
+                )
+            ) from None
+        reg = RegisteredVersion.of(mv)
     log.info("model %s is registered version %s of %s", uri, reg.version, name)
     return download_version(client, reg, workdir / "registry" / f"{name}-{reg.version}")
 
@@ -75,7 +98,7 @@ def _find_checkpoint(path: Path) -> Path:
     return found[0]
 
 
-def bundle_for(model_uri: str, workdir: Path) -> Path:
+def bundle_for(model_uri: str, workdir: Path, workspace: Path | None = None) -> Path:
     """The serving bundle of ``model_uri``, exporting (with a parity check) when needed."""
     from minivess.serving.deploy import default_smoke_volume
     from minivess.serving.export import export_bundle
@@ -84,7 +107,7 @@ def bundle_for(model_uri: str, workdir: Path) -> Path:
 
     workdir = Path(workdir)
     if model_uri.startswith(REGISTRY_PREFIX):
-        path = _download_registered(model_uri, workdir)
+        path = _download_registered(model_uri, workdir, workspace)
     else:
         path = Path(model_uri)
         if not path.exists():
@@ -104,8 +127,47 @@ def bundle_for(model_uri: str, workdir: Path) -> Path:
     ).bundle
 
 
+#: Seconds ``bentoml serve`` gets to shut down after SIGTERM/SIGINT before it is killed.
+STOP_GRACE_SECONDS = 20.0
+
+
+def run_forwarding_signals(cmd: list[str], env: dict[str, str]) -> int:
+    """Run ``cmd`` in its own process group; SIGTERM/SIGINT to us go to the whole group.
+
+    ``bentoml serve`` starts ``circusd`` and its workers; a signal only to this process would
+    leave them serving the port. Here the group gets the signal, then SIGKILL after
+    :data:`STOP_GRACE_SECONDS`, and we return once it is gone (128 + signal number, as a shell
+    reports a signalled job).
+    """
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    received: list[int] = []
+
+    def forward(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while True:
+            try:
+                code = proc.wait(STOP_GRACE_SECONDS if received else None)
+                break
+            except subprocess.TimeoutExpired:
+                log.warning(
+                    "bentoml serve ignored the signal for %.0f s; killing it", STOP_GRACE_SECONDS
+                )
+                os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # workers that outlived circusd
+    return 128 + received[0] if received else code
+
+
 def serve_foreground(settings: ServeSettings, port: int, host: str = LOOPBACK) -> int:
-    """Run ``bentoml serve`` in the foreground until Ctrl-C; returns its exit code."""
+    """Run ``bentoml serve`` in the foreground until Ctrl-C or SIGTERM; returns its exit code."""
     settings.require_model_path()
     settings.auth_token()  # fail now, not in the worker, when the token variable is unset
     env = {**process_environ(), **settings.to_env()}
@@ -120,16 +182,19 @@ def serve_foreground(settings: ServeSettings, port: int, host: str = LOOPBACK) -
         host,
         port,
     )
-    try:
-        return subprocess.run(cmd, env=env).returncode
-    except KeyboardInterrupt:
-        return 0
+    return run_forwarding_signals(cmd, env)
 
 
 def serve_model(
-    model_uri: str | None, settings: ServeSettings, workdir: Path, port: int, host: str
+    model_uri: str | None,
+    settings: ServeSettings,
+    workdir: Path,
+    port: int,
+    host: str,
+    workspace: Path | None = None,
 ) -> int:
     """``minivess serve``: resolve ``model_uri`` (or ``settings.model_path``) and serve it."""
     if model_uri:
-        settings = settings.model_copy(update={"model_path": bundle_for(model_uri, workdir)})
+        bundle = bundle_for(model_uri, workdir, workspace)
+        settings = settings.model_copy(update={"model_path": bundle})
     return serve_foreground(settings, port, host)

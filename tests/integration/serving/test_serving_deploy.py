@@ -118,3 +118,65 @@ def test_minivess_serve_resolves_the_registry_champion(
     bundle = bundle_for(f"models:/{REGISTERED_MODEL}/latest", tmp_path / "work")
     assert is_bundle(bundle)
     assert (tmp_path / "work" / "registry" / f"{REGISTERED_MODEL}-{version.version}").is_dir()
+    # --workspace from another directory; a version that does not exist is one line naming
+    # the versions that do.
+    cmd = [sys.executable, "-m", "minivess", "serve", "--workspace", str(tmp_path / "ws")]
+    cmd += ["--model-uri", f"models:/{REGISTERED_MODEL}/99", "--workdir", str(tmp_path / "w2")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path / "ckpt")
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert f"no version 99 of '{REGISTERED_MODEL}'" in lines[0]
+    assert f"registered versions: {version.version}" in lines[0]
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-2000:]
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"not ready: {log.read_text()[-2000:]}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_minivess_serve_stops_on_kill_and_leaves_no_process(tmp_path: Path, bundle_dir, sig):
+    """``kill <pid>`` of ``minivess serve`` (systemd, docker stop, a shell) ends circusd and its
+    workers too and frees the port. The signal goes to the one pid, as ``kill`` does."""
+    import psutil
+
+    from minivess.serving.server import free_port
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "minivess", "serve", "--model-uri", str(bundle_dir)]
+    cmd += ["--port", str(port), "--workdir", str(tmp_path / "work")]
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}", proc, log_path)
+        family = psutil.Process(proc.pid).children(recursive=True)
+        assert any("circus" in " ".join(p.cmdline()) for p in family), [p.cmdline() for p in family]
+        os.kill(proc.pid, sig)
+        assert proc.wait(60) == 128 + sig
+        psutil.wait_procs(family, timeout=30)
+        alive = [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert alive == []
+        with socket_bound(port):
+            pass  # the port is free again
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def socket_bound(port: int):
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", port))
+    return sock
