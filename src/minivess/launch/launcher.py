@@ -351,8 +351,11 @@ def render_for_plan(
     model_uri: str | None = None,
     runtime_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    capacity: dict[str, Any] | None = None,
 ) -> Prepared:
     """Render, validate and write a target for an existing plan (no planning, no data).
+
+    ``capacity`` (the deploy's measured serve capacity plan) sizes a serve target's replicas.
 
     For flows that already hold the plan, e.g. the deploy flow rendering the SkyServe task for
     the champion: ``render_for_plan(plan, "serve", model_uri="models:/minivess-segmenter/3")``.
@@ -369,5 +372,5 @@ def render_for_plan(
     opts = LaunchOptions(
         target=target, out_dir=out_dir, runtime_dir=runtime_dir or default_runtime_dir()
     )
-    ctx = RenderContext(model=plan.model, workdir=opts.repo_dir)
+    ctx = RenderContext(model=plan.model, workdir=opts.repo_dir, capacity=capacity)
     return render_and_write(plan, cfg, ctx, opts, str(target_path(target)), env)

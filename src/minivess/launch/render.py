@@ -79,6 +79,8 @@ class RenderContext:
         local_workspace: the workspace of a local ``job: experiment`` run.
         training: the experiment's ``training:`` mapping (loss x fold grid, seed, epochs).
         dry_run: a dry run may render a placeholder bucket (with a warning); a launch may not.
+        capacity: the serve capacity plan (:meth:`minivess.serving.capacity.CapacityPlan.
+            as_dict`): replica resources, backend and autoscaling from measurement.
     """
 
     model: str
@@ -95,6 +97,7 @@ class RenderContext:
     local_workspace: Path | None = None
     training: dict[str, Any] = field(default_factory=dict)
     dry_run: bool = True
+    capacity: dict[str, Any] | None = None
 
 
 @dataclass
@@ -627,12 +630,75 @@ def file_mounts_section(
     return mounts
 
 
-def service_section(target: TargetConfig) -> dict[str, Any]:
-    """SkyServe ``service:``: readiness probe, replica policy, port."""
+def serve_resources(
+    ctx: RenderContext, decisions: list[Decision]
+) -> tuple[list[str], dict[str, Any]]:
+    """(accelerators, cpus/memory) of a serve replica: what the capacity plan measured.
+
+    Without a capacity plan (``minivess launch --target serve`` before any deploy) a CPU
+    replica from ``configs/gpus.yaml: serve_cpu_vm``: every backend runs on the CPU.
+    """
+    cap = ctx.capacity
+    if cap:
+        res = dict(cap["resources"])
+        accelerators = [res.pop("accelerators")] if "accelerators" in res else []
+        _decide(
+            decisions,
+            "resources",
+            cap["resources"],
+            f"capacity plan: {cap['picked']} ({cap['reason']})",
+        )
+        return accelerators, res
+    from minivess.planning.settings import load_gpu_table
+
+    vm = load_gpu_table().serve_cpu_vm
+    cpus, memory = (vm.cpus, vm.memory_gb) if vm else (8, 16)
+    res = {"cpus": f"{cpus}+", "memory": f"{memory:g}+"}
+    _decide(
+        decisions,
+        "resources",
+        res,
+        "no capacity plan measured yet: a CPU replica (configs/gpus.yaml serve_cpu_vm); the "
+        "deploy flow measures the backends and sizes it",
+    )
+    return [], res
+
+
+def service_section(
+    target: TargetConfig,
+    capacity: dict[str, Any] | None = None,
+    decisions: list[Decision] | None = None,
+) -> dict[str, Any]:
+    """SkyServe ``service:``: readiness probe, replica policy (sized by ``capacity``), port.
+
+    Raises:
+        ConfigError: a spot service whose on-demand base covers ``min_replicas`` (SkyPilot's
+            autoscaler would then run no spot replica at the minimum).
+    """
     assert target.service is not None
     svc = target.service
     policy = svc.replica_policy.model_dump(exclude_none=True)
-    return {
+    notes = decisions if decisions is not None else []
+    if capacity:
+        for key in ("target_qps_per_replica", "upscale_delay_seconds", "downscale_delay_seconds"):
+            policy[key] = capacity[key]
+        _decide(
+            notes,
+            "service.replica_policy",
+            {k: policy[k] for k in ("target_qps_per_replica", "upscale_delay_seconds")},
+            f"measured {capacity['picked']}; throughput x headroom, delays span several requests",
+        )
+    if target.use_spot:
+        base = policy.get("base_ondemand_fallback_replicas") or 0
+        dynamic = bool(policy.get("dynamic_ondemand_fallback"))
+        if base >= policy["min_replicas"] and not dynamic:
+            raise ConfigError(
+                f"{target.name}: base_ondemand_fallback_replicas ({base}) >= min_replicas "
+                f"({policy['min_replicas']}): SkyServe would run no spot replica at the minimum "
+                "(spot = target - base). Use dynamic_ondemand_fallback: true, or a base below "
+                "min_replicas."
+            )
+    out: dict[str, Any] = {
         "readiness_probe": {
             "path": svc.readiness_path,
             "initial_delay_seconds": svc.initial_delay_seconds,
@@ -641,6 +707,10 @@ def service_section(target: TargetConfig) -> dict[str, Any]:
         "replica_policy": policy,
         "ports": svc.port,
     }
+    if svc.tls is not None:
+        out["tls"] = {"keyfile": svc.tls.keyfile, "certfile": svc.tls.certfile}
+        _decide(notes, "service.tls", svc.tls.certfile, "HTTPS at the load balancer")
+    return out
 
 
 def render_task(
@@ -657,10 +727,13 @@ def render_task(
         ConfigError: the target cannot be rendered (missing bucket, data, ...).
     """
     decisions: list[Decision] = []
+    serve_res: dict[str, Any] = {}
     if target.kind is Kind.LOCAL:
         accelerators = list(ctx.local_accelerators)
         if not accelerators:
             _decide(decisions, "resources.accelerators", [], "this machine has no known GPU")
+    elif target.kind is Kind.SERVE:
+        accelerators, serve_res = serve_resources(ctx, decisions)
     else:
         accelerators = select_candidates(plan, target, origin)
     base = dict(template or {})
@@ -673,8 +746,13 @@ def render_task(
     if target.num_nodes > 1:
         task["num_nodes"] = target.num_nodes
     task["workdir"] = str(ctx.workdir)
-    task["resources"] = deep_merge(base_res, resources_section(target, accelerators, decisions))
+    task["resources"] = deep_merge(
+        base_res, {**resources_section(target, accelerators, decisions), **serve_res}
+    )
     envs = {"MINIVESS_TARGET": target.kind.value, "MINIVESS_PLAN_HASH": plan.plan_hash}
+    if target.kind is Kind.SERVE and ctx.capacity:
+        envs["MINIVESS_SERVE_BACKEND"] = str(ctx.capacity["backend"])
+        envs["MINIVESS_SERVE_DEVICE"] = str(ctx.capacity["device"])
     if target.kind is not Kind.SERVE:
         envs.update(ctx.s3_envs)
     envs.update(target.envs)
@@ -689,7 +767,7 @@ def render_task(
         task["setup"] = setup
     task["run"] = run_section(target, ctx, plan, accelerators, decisions)
     if target.kind is Kind.SERVE:
-        task["service"] = service_section(target)
+        task["service"] = service_section(target, ctx.capacity, decisions)
     merged = deep_merge(base, task)
     # Our sections replace the template's (a deep merge would keep stale template keys).
     for key in ("run", "setup", "file_mounts", "resources"):

@@ -155,8 +155,21 @@ class ReplicaPolicy(StrictModel):
         return self
 
 
+class TlsConfig(StrictModel):
+    """SkyServe ``service.tls``: PEM key and certificate, by path on the machine that runs
+    ``sky serve up`` (SkyPilot 0.14.1's schema takes paths only; it uploads them to the
+    controller, whose load balancer terminates HTTPS)."""
+
+    keyfile: str
+    certfile: str
+
+
 class ServiceConfig(StrictModel):
     """The SkyServe ``service:`` section and what the replicas serve."""
+
+    tls: TlsConfig | None = Field(
+        default=None, description="HTTPS at SkyServe's load balancer; null = plain HTTP"
+    )
 
     port: int = Field(default=3000, ge=1, le=65535)
     readiness_path: str = "/readyz"

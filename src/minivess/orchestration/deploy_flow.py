@@ -80,17 +80,37 @@ def export_and_smoke_test(
 
 
 @task
-def render_serve_yaml(bundle: Path, model_uri: str, settings: Settings) -> str:
-    """The SkyServe task YAML serving ``model_uri``, rendered and validated by the launcher."""
+def render_serve_yaml(
+    bundle: Path, model_uri: str, settings: Settings, capacity: dict[str, Any] | None = None
+) -> str:
+    """The SkyServe task YAML serving ``model_uri``, sized by the measured capacity plan."""
     from minivess.launch.launcher import render_for_plan
     from minivess.planning.plan import TrainingPlan
 
     plan = TrainingPlan.load(bundle / "plan.json")
     prepared = render_for_plan(
-        plan, "serve", out_dir=settings.workspace / "sky", model_uri=model_uri
+        plan, "serve", out_dir=settings.workspace / "sky", model_uri=model_uri, capacity=capacity
     )
     print(f"public serving: {prepared.command}")
     return str(prepared.yaml_path)
+
+
+def capacity_tags(cap: Any) -> dict[str, str]:
+    """The capacity plan as model-version tags: the pick, each backend's figure, the policy."""
+    import json
+
+    tags = {
+        "serve_backend": cap.picked,
+        "serve_backend_reason": cap.reason[:4000],
+        "serve_target_qps_per_replica": str(cap.target_qps_per_replica),
+        "serve_scale_delays_s": (
+            f"up {cap.upscale_delay_seconds}, down {cap.downscale_delay_seconds}"
+        ),
+        "serve_resources": json.dumps(cap.resources),
+    }
+    for f in cap.figures:
+        tags[f"serve_seconds_{f.name}"] = f"best {f.best_s:.4f}, median {f.median_s:.4f}"
+    return tags
 
 
 @task
@@ -105,7 +125,16 @@ def record_deployment(version: Any, result: Any, serve_yaml: str, settings: Sett
         mfa.log_metrics({"parity_dice": result.parity.dice,
                          "parity_max_abs_diff": result.parity.max_abs_diff})  # fmt: skip
         mfa.log_file(serve_yaml, "sky")
-    mfa.mark_deployed(client, version, {"serve_yaml": serve_yaml, "bento": result.bento_tag})
+        extra = {"serve_yaml": serve_yaml, "bento": result.bento_tag}
+        if result.capacity is not None:
+            cap = result.capacity
+            mfa.log_dict(cap.as_dict(), "serve/capacity.json")
+            mfa.log_params({"serve_backend": cap.picked, "serve_resources": cap.resources})
+            mfa.log_metrics(
+                {f"serve_{f.name.replace('-', '_')}_best_s": f.best_s for f in cap.figures}
+            )
+            extra.update(capacity_tags(cap))
+    mfa.mark_deployed(client, version, extra)
     return run.info.run_id
 
 
@@ -119,7 +148,8 @@ def deploy_flow(workspace: str | None = None, experiment: str | None = None) -> 
     result = export_and_smoke_test(
         checkpoint, settings.deploy_dir / "build", exp.deploy.backend, smoke_volume(settings)
     )
-    serve_yaml = render_serve_yaml(result.bundle, version.uri, settings)
+    capacity = result.capacity.as_dict() if result.capacity else None
+    serve_yaml = render_serve_yaml(result.bundle, version.uri, settings, capacity)
     run_id = record_deployment(version, result, serve_yaml, settings)
     return DeployFlowResult(
         run_id=run_id, model_uri=version.uri, endpoint=result.endpoint,

@@ -57,6 +57,7 @@ class GpuSpec(StrictModel):
 
     vram_gb: float = Field(gt=0)
     cost_class: int = Field(ge=1)
+    usd_per_hour: float | None = Field(default=None, gt=0)
 
 
 class VmPerGpu(StrictModel):
@@ -67,11 +68,20 @@ class VmPerGpu(StrictModel):
     disk_gb: float = Field(gt=0)
 
 
+class CpuVm(StrictModel):
+    """The CPU-only VM a serve replica gets when serving is CPU-bound, and its price."""
+
+    cpus: int = Field(ge=1)
+    memory_gb: float = Field(gt=0)
+    usd_per_hour: float = Field(gt=0)
+
+
 class GpuTable(StrictModel):
     """The cloud GPU table, keyed by SkyPilot accelerator name."""
 
     gpus: dict[str, GpuSpec]
     vm_per_gpu: VmPerGpu
+    serve_cpu_vm: CpuVm | None = None
 
 
 @lru_cache(maxsize=8)

@@ -20,9 +20,10 @@ import numpy as np
 
 from minivess.errors import MinivessError
 from minivess.serving.bento import BUNDLE_DIR, build_bento
+from minivess.serving.capacity import CAPACITY_FILE, CapacityPlan
 from minivess.serving.export import ParityResult, export_bundle
 from minivess.serving.server import LocalServer, start_server
-from minivess.serving.settings import ServeSettings, load_serve_settings
+from minivess.serving.settings import Backend, Device, ServeSettings, load_serve_settings
 
 if TYPE_CHECKING:
     from torch import nn
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 DEPLOY_STEPS = (
     "smoke volume",
     "export + ONNX parity",
+    "capacity plan (interleaved backends)",
     "bentoml build",
     "bentoml serve",
     "HTTP smoke test",
@@ -70,6 +72,7 @@ class DeployResult:
     torchscript_path: Path
     parity: ParityResult
     smoke: SmokeResult
+    capacity: CapacityPlan | None = None
     server: LocalServer | None = field(default=None, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
@@ -82,6 +85,7 @@ class DeployResult:
             "torchscript_path": str(self.torchscript_path),
             "parity": asdict(self.parity),
             "smoke": asdict(self.smoke),
+            "capacity": self.capacity.as_dict() if self.capacity else None,
         }
 
 
@@ -185,6 +189,39 @@ def _deploy_progress() -> Iterator[Callable[[str], None]]:
         bar.advance(task)
 
 
+def measure_capacity(
+    bundle: Path, volume: np.ndarray, settings: ServeSettings, rounds: int = 3
+) -> CapacityPlan:
+    """Time every backend this host can run on ``volume`` (interleaved, best of each), decide
+    backend / resources / replica policy, print it and write ``bundle/capacity.json``.
+
+    ``settings.backend`` set explicitly (config, env, ``--backend``) overrides the pick.
+    """
+    import os
+
+    from minivess.planning.settings import load_gpu_table
+    from minivess.serving.capacity import (
+        bundle_candidates,
+        measure_backends,
+        peak_rss_gb,
+        plan_capacity,
+    )
+
+    threads = settings.num_threads or os.cpu_count() or 1
+    figures = measure_backends(bundle_candidates(bundle, settings.num_threads), volume, rounds)
+    explicit = "backend" in settings.model_fields_set
+    override = (
+        {"backend": settings.backend.value, "device": settings.device.value} if explicit else None
+    )
+    shape = (int(volume.shape[0]), int(volume.shape[1]), int(volume.shape[2]))
+    plan = plan_capacity(figures, shape, threads, load_gpu_table(), peak_rss_gb(), override)
+    for line in plan.lines():
+        print(line)
+        log.info(line)
+    (Path(bundle) / CAPACITY_FILE).write_text(json.dumps(plan.as_dict(), indent=2) + "\n")
+    return plan
+
+
 def deploy_loaded(
     model: nn.Module,
     plan: TrainingPlan,
@@ -211,11 +248,20 @@ def deploy_loaded(
             model, plan, workdir / "bundle", parity_volume=array, target_spacing=target_spacing
         )
         parity = cast(ParityResult, exported.parity)  # set: a parity volume was given
+        step("capacity plan (interleaved backends)")
+        capacity = measure_capacity(exported.bundle, array, settings)
         step("bentoml build")
         tag = build_bento(exported.bundle, workdir / "bento-ctx")
         step("bentoml serve")
-        # The bento's own copy of the bundle: a relative path resolves inside the bento's src/.
-        serve_settings = settings.model_copy(update={"model_path": Path(BUNDLE_DIR)})
+        # The bento's own copy of the bundle: a relative path resolves inside the bento's src/;
+        # the bundle's capacity.json gives the backend, as for a plain `bentoml serve <tag>`.
+        serve_settings = settings.model_copy(
+            update={
+                "model_path": Path(BUNDLE_DIR),
+                "backend": Backend(capacity.backend),
+                "device": Device(capacity.device),
+            }
+        )
         server = start_server(serve_settings, workdir / "serve", target=tag)
         step("HTTP smoke test")
         try:
@@ -235,6 +281,7 @@ def deploy_loaded(
         torchscript_path=exported.torchscript_path,
         parity=parity,
         smoke=smoke,
+        capacity=capacity,
         server=server if keep_running else None,
     )
     (workdir / DEPLOY_REPORT).write_text(json.dumps(result.as_dict(), indent=2) + "\n")

@@ -4,6 +4,7 @@ A serving bundle is a directory::
 
     plan.json     the TrainingPlan (sw_roi, sw_overlap, ...)
     model.ts      TorchScript (traced), for the torch backend
+    weights.pt    the state dict, for the eager backend (network rebuilt from the plan)
     model.onnx    ONNX, batch and the three spatial axes dynamic, for ONNX Runtime
     export.json   the parity figures of the check below
 
@@ -34,6 +35,7 @@ from minivess.serving.inference import (
     PLAN_FILE,
     SPACING_FILE,
     TORCHSCRIPT_FILE,
+    WEIGHTS_FILE,
     Segmenter,
     onnx_predictor,
     onnx_session,
@@ -112,6 +114,21 @@ def export_torchscript(model: nn.Module, plan: TrainingPlan, out_path: Path) -> 
         warnings.simplefilter("ignore")  # tracer warnings on shape arithmetic are expected
         traced = torch.jit.trace(model, _example_input(plan), check_trace=False)
     torch.jit.save(traced, str(out_path))
+    return Path(out_path)
+
+
+def export_weights(model: nn.Module, plan: TrainingPlan, out_path: Path) -> Path:
+    """The state dict (plus the number of output channels) for the ``eager`` backend."""
+    import torch
+
+    state = dict(model.state_dict())
+    out_channels = getattr(model, "out_channels", None)
+    if not isinstance(out_channels, int):  # networks that do not keep it: one forward pass
+        with torch.no_grad():
+            out = model(_example_input(plan))
+        out_channels = int((out[0] if isinstance(out, (list, tuple)) else out).shape[1])
+    state["__out_channels__"] = torch.tensor(int(out_channels))
+    torch.save(state, str(out_path))
     return Path(out_path)
 
 
@@ -218,6 +235,7 @@ def export_bundle(
     plan_path = plan.save(out / PLAN_FILE)
     write_spacing(out, target_spacing)
     ts_path = export_torchscript(model, plan, out / TORCHSCRIPT_FILE)
+    export_weights(model, plan, out / WEIGHTS_FILE)
     onnx_path = export_onnx(model, plan, out / ONNX_FILE)
     log.info("exported %s and %s (plan %s)", ts_path.name, onnx_path.name, plan.plan_hash)
     parity = None

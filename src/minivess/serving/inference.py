@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from minivess.serving.preprocess import preprocess_for_inference
-from minivess.serving.settings import Backend, ServeSettings
+from minivess.serving.settings import Backend, Device, ServeSettings
 
 if TYPE_CHECKING:
     import torch
@@ -31,6 +31,7 @@ PLAN_FILE = "plan.json"
 SPACING_FILE = "spacing.json"
 ONNX_FILE = "model.onnx"
 TORCHSCRIPT_FILE = "model.ts"
+WEIGHTS_FILE = "weights.pt"
 EXPORT_REPORT = "export.json"
 #: Input/output names of the ONNX graph.
 ONNX_INPUT, ONNX_OUTPUT = "image", "logits"
@@ -104,24 +105,35 @@ class Segmenter:
         return np.argmax(self.logits(volume, spacing), axis=0).astype(np.uint8)
 
 
-def torch_predictor(module: Any) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Wrap an ``nn.Module`` / TorchScript module as a predictor (eval mode, no grad)."""
+def torch_predictor(module: Any, device: str = "cpu") -> Callable[[torch.Tensor], torch.Tensor]:
+    """Wrap an ``nn.Module`` / TorchScript module as a predictor (eval mode, no grad).
+
+    On ``cuda`` the module is moved there once; each batch goes there and back."""
     import torch
 
     from minivess.models.sliding import primary_output
 
     module.eval()
+    if device != "cpu":
+        module.to(device)
 
     def predict(batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            out = module(batch)
-        return primary_output(out)
+            out = primary_output(module(batch.to(device)))
+        return out.cpu() if device != "cpu" else out
 
     return predict
 
 
-def onnx_session(path: Path, num_threads: int | None = None) -> Any:
-    """An ONNX Runtime CPU session for ``path``."""
+def onnx_providers(device: str = "cpu") -> list[str]:
+    """ONNX Runtime execution providers for ``device`` (CUDA falls back to CPU for odd ops)."""
+    if device == Device.CUDA.value:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def onnx_session(path: Path, num_threads: int | None = None, device: str = "cpu") -> Any:
+    """An ONNX Runtime session for ``path`` (CPU, or the CUDA provider)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -129,7 +141,20 @@ def onnx_session(path: Path, num_threads: int | None = None) -> Any:
     if num_threads:
         options.intra_op_num_threads = num_threads
         options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), options, providers=onnx_providers(device))
+
+
+def eager_module(bundle: Path, plan: TrainingPlan) -> Any:
+    """The network rebuilt from ``plan`` with the bundle's state dict (plain PyTorch)."""
+    import torch
+
+    from minivess.models import build_model
+
+    state = torch.load(bundle / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    out_channels = int(state.pop("__out_channels__", torch.tensor(2)).item())
+    model = build_model(plan, in_channels=1, out_channels=out_channels)
+    model.load_state_dict(state)
+    return model.eval()
 
 
 def onnx_predictor(session: Any) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -156,7 +181,14 @@ def load_segmenter(settings: ServeSettings) -> Segmenter:
 
     bundle = settings.require_model_path()
     plan_path = bundle / PLAN_FILE
-    model_file = bundle / (ONNX_FILE if settings.backend is Backend.ONNX else TORCHSCRIPT_FILE)
+    model_file = (
+        bundle
+        / {
+            Backend.ONNX: ONNX_FILE,
+            Backend.TORCH: TORCHSCRIPT_FILE,
+            Backend.EAGER: WEIGHTS_FILE,
+        }[settings.backend]
+    )
     for needed in (plan_path, model_file):
         if not needed.is_file():
             raise ConfigError(
@@ -167,14 +199,18 @@ def load_segmenter(settings: ServeSettings) -> Segmenter:
     target_spacing = read_spacing(bundle)
     if settings.num_threads:
         torch.set_num_threads(settings.num_threads)
+    device = settings.device.value
     if settings.backend is Backend.ONNX:
-        predictor = onnx_predictor(onnx_session(model_file, settings.num_threads))
+        predictor = onnx_predictor(onnx_session(model_file, settings.num_threads, device))
+    elif settings.backend is Backend.TORCH:
+        predictor = torch_predictor(torch.jit.load(str(model_file), map_location="cpu"), device)
     else:
-        predictor = torch_predictor(torch.jit.load(str(model_file), map_location="cpu"))
+        predictor = torch_predictor(eager_module(bundle, plan), device)
     log.info(
-        "serving %s with %s: roi %s, overlap %s (plan %s)",
+        "serving %s with %s on %s: roi %s, overlap %s (plan %s)",
         bundle,
         settings.backend.value,
+        device,
         plan.sw_roi,
         settings.sw_overlap if settings.sw_overlap is not None else plan.sw_overlap,
         plan.plan_hash,

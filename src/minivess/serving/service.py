@@ -29,7 +29,7 @@ from minivess.resources import package_parent
 from minivess.serving.guard import PROTECTED_ROUTES, RequestGuard
 from minivess.serving.inference import load_segmenter
 from minivess.serving.nifti import InputRejected, Volume, load_volume, mask_nifti_gz
-from minivess.serving.settings import ServeSettings, load_serve_settings
+from minivess.serving.settings import Backend, Device, ServeSettings, load_serve_settings
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +74,34 @@ class VolumeSummary(BaseModel):
     inference_seconds: float
 
 
+#: Where a bento keeps its bundle, relative to the bento's ``src/`` (see serving/bento.py).
+BENTO_BUNDLE = "bundle"
+
+
 def resolve_bundle_path(settings: ServeSettings) -> ServeSettings:
-    """Resolve a relative ``model_path``: against the working directory, else against the
-    source root this module was loaded from (a bento's ``src/``, where ``bundle/`` lives)."""
+    """Resolve the bundle and, unless set, the backend, so ``bentoml serve <tag>`` needs no env.
+
+    A relative ``model_path`` resolves against the working directory, else against the source
+    root this module was loaded from (a bento's ``src/``, where ``bundle/`` lives); no
+    ``model_path`` at all means that ``bundle/``. A backend not set by config or env comes from
+    the bundle's capacity plan (the deploy's measured pick).
+    """
+    import json
+
+    from minivess.serving.capacity import CAPACITY_FILE
+
+    src_root = package_parent()
+    if settings.model_path is None and (src_root / BENTO_BUNDLE).is_dir():
+        settings = settings.model_copy(update={"model_path": src_root / BENTO_BUNDLE})
     path = settings.require_model_path()
-    if path.is_absolute() or path.exists():
-        return settings
-    candidate = package_parent() / path
-    if candidate.exists():
-        return settings.model_copy(update={"model_path": candidate})
+    if not (path.is_absolute() or path.exists()) and (src_root / path).exists():
+        settings = settings.model_copy(update={"model_path": src_root / path})
+    plan_file = settings.require_model_path() / CAPACITY_FILE
+    if "backend" not in settings.model_fields_set and plan_file.is_file():
+        cap = json.loads(plan_file.read_text())
+        backend, device = Backend(cap["backend"]), Device(cap["device"])
+        log.info("backend %s on %s from the capacity plan %s", backend, device, plan_file)
+        settings = settings.model_copy(update={"backend": backend, "device": device})
     return settings
 
 

@@ -29,7 +29,15 @@ class Backend(StrEnum):
     """Inference engine behind the service."""
 
     ONNX = "onnx"
-    TORCH = "torch"
+    TORCH = "torch"  # the TorchScript module
+    EAGER = "eager"  # the network rebuilt from the plan + state dict (plain PyTorch)
+
+
+class Device(StrEnum):
+    """Where the backend runs: ``cuda`` = ONNX Runtime's CUDA provider / torch on the GPU."""
+
+    CPU = "cpu"
+    CUDA = "cuda"
 
 
 class ServeSettings(StrictModel):
@@ -38,7 +46,9 @@ class ServeSettings(StrictModel):
     Attributes:
         model_path: a serving bundle directory written by :func:`minivess.serving.export.
             export_bundle` (``plan.json``, ``model.onnx``, ``model.ts``).
-        backend: ``onnx`` (ONNX Runtime) or ``torch`` (the TorchScript module).
+        backend: ``onnx`` (ONNX Runtime), ``torch`` (the TorchScript module) or ``eager``
+            (plain PyTorch); the deploy measures them and picks the fastest (docs/serving.md).
+        device: ``cpu`` or ``cuda``.
         max_upload_bytes: largest accepted request body, in bytes (413 beyond).
         max_voxels: largest accepted volume, x*y*z voxels, checked from the NIfTI header before
             any array is allocated (decompression-bomb guard).
@@ -53,6 +63,7 @@ class ServeSettings(StrictModel):
 
     model_path: Path | None = None
     backend: Backend = Backend.ONNX
+    device: Device = Device.CPU
     max_upload_bytes: int = Field(default=256 * MIB, gt=0)
     max_voxels: int = Field(default=512 * 512 * 160, gt=0)
     auth_token_env: str | None = None
@@ -99,9 +110,12 @@ class ServeSettings(StrictModel):
         return token
 
     def to_env(self) -> dict[str, str]:
-        """The environment variables that reproduce these settings in a service process."""
+        """The environment variables that reproduce these settings in a service process.
+
+        Only fields that were set: a default stays a default there (the backend then comes
+        from the bundle's capacity plan)."""
         out: dict[str, str] = {}
-        for name, value in self.model_dump(mode="json").items():
+        for name, value in self.model_dump(mode="json", exclude_unset=True).items():
             if value is not None:
                 out[ENV_PREFIX + name.upper()] = str(value)
         return out

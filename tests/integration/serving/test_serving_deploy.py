@@ -55,6 +55,35 @@ def test_deploy_model_exports_builds_and_smoke_tests(
 
     assert build_bento(result.bundle, tmp_path / "ctx2") == result.bento_tag
 
+    # The capacity plan: every CPU backend measured (interleaved), the fastest picked.
+    cap = result.capacity
+    assert cap is not None
+    assert {f.name for f in cap.figures} >= {"eager-cpu", "torch-cpu", "onnx-cpu"}
+    assert cap.figure(cap.picked).best_s == min(f.best_s for f in cap.figures)
+    assert cap.resources["cpus"].endswith("+") and "accelerators" not in cap.resources
+    assert cap.target_qps_per_replica > 0
+
+    # A plain `bentoml serve <tag>`, as a BentoML user runs it: no MINIVESS_* variable at all.
+    from minivess.serving.server import free_port
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINIVESS_")}
+    port = free_port()
+    cmd = [sys.executable, "-m", "bentoml", "serve", result.bento_tag, "--port", str(port)]
+    cmd += ["--host", "127.0.0.1"]
+    log_path = tmp_path / "plain.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}", proc, log_path)
+        from minivess.serving.client import summarize_file
+
+        summary = summarize_file(f"http://127.0.0.1:{port}", volume_path)
+        assert summary["backend"] == cap.backend  # the measured pick, from the bento's bundle
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
 
 def test_minivess_serve_serves_a_checkpoint(tmp_path: Path, plan, model, volume_path) -> None:
     from minivess.serving.client import summarize_file

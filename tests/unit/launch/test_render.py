@@ -191,8 +191,11 @@ def test_serve_section_and_command(
         "target_qps_per_replica",
         "upscale_delay_seconds",
         "downscale_delay_seconds",
-        "base_ondemand_fallback_replicas",
+        "dynamic_ondemand_fallback",
     } <= set(policy)
+    assert "base_ondemand_fallback_replicas" not in policy  # spot at the minimum
+    assert "accelerators" not in cfg["resources"], "no capacity plan: a CPU replica"
+    assert cfg["resources"]["cpus"].endswith("+") and cfg["resources"]["memory"].endswith("+")
     assert svc["ports"] == cfg["resources"]["ports"] == 3000
     assert (
         "minivess serve --model-uri models:/minivess-segmenter/latest --host 0.0.0.0 --port 3000"
