@@ -91,8 +91,9 @@ def test_rendered_service_validates_and_skypilots_autoscaler_runs_spot(
     else:
         assert "T4:1" in str(config["resources"])
 
-    import sky
     from sky.serve import autoscalers, serve_utils, service_spec
+
+    import sky
 
     task = sky.Task.from_yaml(str(path))
     serve_utils.validate_service_task(task, pool=False)
