@@ -102,7 +102,8 @@ def print_summary(result: ExperimentResult, prefect_server: str | None = None) -
     if deploy is not None:
         rows.append(("Deployed", f"exported, parity Dice {deploy.parity_dice:.4f}, "
                                   f"smoke-tested over HTTP (server stopped)"))  # fmt: skip
-        rows.append(("Serve it", f"minivess serve --model-uri {champion}"))
+        rows.append(("Serve it", f"minivess serve --workspace {result.workspace} "
+                                  f"--model-uri {champion}"))  # fmt: skip
         rows.append(("SkyServe YAML", deploy.serve_yaml))
     console = Console(soft_wrap=True)
     console.rule("[bold]minivess experiment: done")

@@ -136,3 +136,30 @@ def test_backends_are_timed_interleaved_and_the_best_run_kept() -> None:
     assert calls == names * 4  # one warm-up round, then three interleaved rounds
     torch_fig = next(f for f in figures if f.backend == "torch")
     assert torch_fig.best_s < 0.05  # the slowed-down run is not the one kept
+
+
+def test_tls_by_path_renders_into_the_service_and_validates(
+    plan, ctx, shipped, tmp_path: Path, monkeypatch
+) -> None:
+    from minivess.launch.targets import TlsConfig
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    key, cert = tmp_path / "serve.key", tmp_path / "serve.crt"
+    key.write_text("-----BEGIN PRIVATE KEY-----\n")  # SkyPilot checks the schema, not the PEM
+    cert.write_text("-----BEGIN CERTIFICATE-----\n")
+    serve = shipped["serve"]
+    tls = TlsConfig(keyfile=str(key), certfile=str(cert))
+    target = serve.model_copy(update={"service": serve.service.model_copy(update={"tls": tls})})
+    cap = plan_capacity(CPU_FIGURES, (512, 512, 16), 8, load_gpu_table())
+    path = _render(plan, ctx, target, cap, tmp_path)
+    config = yaml.safe_load(path.read_text())
+    assert config["service"]["tls"] == {"keyfile": str(key), "certfile": str(cert)}
+
+    from sky.serve import serve_utils, service_spec
+
+    import sky
+
+    serve_utils.validate_service_task(sky.Task.from_yaml(str(path)), pool=False)
+    spec = service_spec.SkyServiceSpec.from_yaml_config(config["service"])
+    assert spec.tls_credential is not None
+    assert spec.tls_credential.certfile == str(cert)
