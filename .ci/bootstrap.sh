@@ -5,6 +5,8 @@
 # the work when nothing changed.
 # Environment: PYTHON (interpreter, default python3.11 or python3), VENV (default .venv), and
 # everything .ci/install.sh reads (TORCH_VERSION, TORCH_VARIANT, TORCH_INDEX, CONSTRAINTS, EXTRAS).
+# `bootstrap.sh --print-stamp` prints the stamp this checkout wants and exits (the rehearsal's
+# --reuse-venv asks it, so the formula lives only here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +18,10 @@ STAMP="$VENV/.minivess-installed"
 want=$( (cat pyproject.toml setup.py .ci/bootstrap.sh .ci/install.sh ${CONSTRAINTS:+"$CONSTRAINTS"}; echo "$EXTRAS") \
   | sha256sum | cut -c1-16)
 
+if [ "${1:-}" = "--print-stamp" ]; then
+  echo "$want"
+  exit 0
+fi
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   exit 0
 fi

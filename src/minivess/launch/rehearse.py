@@ -156,17 +156,20 @@ def copy_workdir(workdir: Path, dest: Path) -> None:
 
 
 def _stamp_matches(venv: Path, workdir: Path) -> bool:
-    """The bootstrap stamp in ``venv`` is for this checkout's pyproject/bootstrap/constraints."""
+    """The bootstrap stamp in ``venv`` is the one this checkout's ``.ci/bootstrap.sh`` wants.
+
+    The stamp's formula lives only in the script: it is asked with ``--print-stamp``.
+    """
     stamp = venv / ".minivess-installed"
     if not stamp.is_file():
         return False
-    import hashlib
-
-    files = [workdir / "pyproject.toml", workdir / ".ci" / "bootstrap.sh"]
-    cons = workdir / ".ci" / "constraints.txt"
-    if cons.is_file():
-        files.append(cons)
-    want = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
+    want = subprocess.run(
+        ["bash", str(workdir / ".ci" / "bootstrap.sh"), "--print-stamp"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
     return stamp.read_text().strip() == want
 
 
