@@ -449,19 +449,21 @@ def register_model(
             f"refusing to register {source} (run {run_id}): artifacts {missing} missing "
             f"(upload incomplete?)."
         )
-    with contextlib.suppress(MlflowException):
-        client.create_registered_model(name)
     version_tags = {Tag.STATUS.value: STATUS_COMPLETE, **(tags or {})}
     for key, value in (metrics or {}).items():
         version_tags[f"metric.{key}"] = f"{value:.6g}"
     model_id = source[len("models:/") :] if source.startswith("models:/m-") else None
-    mv = client.create_model_version(
-        name, source=source, run_id=run_id, tags=version_tags, description=description,
-        model_id=model_id,
-    )  # fmt: skip
-    if alias:
-        client.set_registered_model_alias(name, alias, mv.version)
-    return RegisteredVersion.of(client.get_model_version(name, mv.version))
+    # MLflow resolves a ``models:/`` source through the fluent tracking URI: scope it to the client.
+    with session(client):
+        with contextlib.suppress(MlflowException):
+            client.create_registered_model(name)
+        mv = client.create_model_version(
+            name, source=source, run_id=run_id, tags=version_tags, description=description,
+            model_id=model_id,
+        )  # fmt: skip
+        if alias:
+            client.set_registered_model_alias(name, alias, mv.version)
+        return RegisteredVersion.of(client.get_model_version(name, mv.version))
 
 
 def latest_version(client: Any, name: str = REGISTERED_MODEL) -> RegisteredVersion:
