@@ -35,8 +35,6 @@ def test_wheel_installs_and_runs_from_an_empty_directory(tmp_path: Path) -> None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MINIVESS_"))}
     env.pop("VIRTUAL_ENV", None)
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
-    # The temporary Prefect server needs more than its 20 s default on a loaded 2-core machine.
-    env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
     dist = tmp_path / "dist"
     _run(

@@ -46,10 +46,13 @@ def main() -> None:
     except RuntimeError as err:
         if not str(err).startswith(PREFECT_STARTUP_TIMEOUT):
             raise
+        from minivess.orchestration.common import TEMPORARY_SERVER_STARTUP_S
+
         _fail(
             "Prefect's temporary API server did not start in time (a busy machine?); raise "
-            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (e.g. 120), or run `prefect "
-            "server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api, then rerun"
+            f"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS above {TEMPORARY_SERVER_STARTUP_S}, "
+            "or run `prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api, "
+            "then rerun"
         )
 
 

@@ -32,24 +32,40 @@ def settings_for(workspace: str | Path | None) -> Settings:
 
 #: Prefect setting that makes the temporary server send usage telemetry (offline: an error line).
 PREFECT_ANALYTICS_ENV = "PREFECT_SERVER_ANALYTICS_ENABLED"
+#: Prefect setting for how long a flow waits for the temporary server to answer.
+PREFECT_STARTUP_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+#: Seconds minivess lets the temporary server take to start. Prefect's own 20 s is too short for
+#: a 2-core laptop that is also loading torch and MONAI (CI saw the main job fail on it).
+TEMPORARY_SERVER_STARTUP_S = 180
 
 
 def prefect_defaults() -> Any:
     """A context in which flows run with minivess's Prefect defaults, scoped to the block.
 
     The temporary local server gets analytics off (offline, its telemetry is an error line in
-    every run); a user's own ``PREFECT_SERVER_ANALYTICS_ENABLED`` wins. Nothing is written to
-    the process environment: Prefect passes its current settings to the server it starts.
+    every run) and :data:`TEMPORARY_SERVER_STARTUP_S` to start. A user's own
+    ``PREFECT_SERVER_ANALYTICS_ENABLED`` or ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS``
+    wins. Nothing is written to the process environment: Prefect passes its current settings to
+    the server it starts.
     """
-    from contextlib import nullcontext
-
-    from prefect.settings import PREFECT_SERVER_ANALYTICS_ENABLED, temporary_settings
+    from prefect.settings import (
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
 
     from minivess.settings import process_environ
 
-    if PREFECT_ANALYTICS_ENV in process_environ():
-        return nullcontext()
-    return temporary_settings(updates={PREFECT_SERVER_ANALYTICS_ENABLED: False})
+    env = process_environ()
+    updates: dict[Any, Any] = {}
+    if PREFECT_ANALYTICS_ENV not in env:
+        updates[PREFECT_SERVER_ANALYTICS_ENABLED] = False
+    if PREFECT_STARTUP_ENV not in env:
+        current = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+        updates[PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS] = max(
+            current, TEMPORARY_SERVER_STARTUP_S
+        )
+    return temporary_settings(updates=updates)
 
 
 def set_pointer(name: str, value: dict[str, Any]) -> None:
