@@ -57,3 +57,24 @@ def test_evaluate_missing_checkpoint_names_it(
     )  # fmt: skip
     assert code == 2
     assert "nope/best.pt: checkpoint not found" in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_model_profile_given_by_path_plans_and_trains(
+    monkeypatch, capsys, tiny_data: Path, tmp_path: Path
+) -> None:
+    """A researcher's own profile file, outside configs/, trains (it used to plan only)."""
+    from minivess.resources import config_dir
+    from minivess.training.checkpoint import load_model
+
+    shipped = (config_dir() / "model_profiles" / "dynunet.yaml").read_text()
+    own = tmp_path / "profiles" / "lab_dynunet.yaml"
+    own.parent.mkdir()
+    own.write_text(shipped.replace("name: dynunet", "name: lab_dynunet", 1))
+    code = _run_main(
+        monkeypatch,
+        ["train", "--data", str(tiny_data), "--model", str(own), "--epochs", "1",
+         "--checkpoint-dir", str(tmp_path / "ck")],
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    _, plan = load_model(tmp_path / "ck" / "best.pt")
+    assert plan.model == "lab_dynunet"
