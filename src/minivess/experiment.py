@@ -43,7 +43,10 @@ class DeploySection(StrictModel):
     """The deploy flow's switches."""
 
     enabled: bool = True
-    backend: Literal["onnx", "torch"] = "onnx"
+    backend: Literal["auto", "onnx", "torch", "eager"] = Field(
+        default="auto",
+        description="auto: the capacity plan's pick (the fastest measured); else that backend",
+    )
     force: bool = Field(
         default=False,
         description="deploy a registered model even when it does not beat the threshold baseline",

@@ -67,16 +67,33 @@ def smoke_volume(settings: Settings) -> Path | None:
     return images[0] if images else None
 
 
+def store_labels(version: Any) -> dict[str, str]:
+    """Labels of the model in BentoML's store: where it came from in the MLflow registry."""
+    return {
+        "mlflow_model": version.name,
+        "mlflow_version": str(version.version),
+        "mlflow_run_id": version.run_id,
+    }
+
+
 @task
 def export_and_smoke_test(
-    checkpoint: Path, workdir: Path, backend: str, volume: Path | None
+    checkpoint: Path,
+    workdir: Path,
+    backend: str,
+    volume: Path | None,
+    labels: dict[str, str] | None = None,
 ) -> DeployResult:
-    """Export, parity-check, build the bento, serve it locally and smoke-test it over HTTP."""
+    """Export, parity-check, store the model and build the bento, serve it locally and
+    smoke-test it over HTTP."""
     from minivess.serving.deploy import deploy_model
     from minivess.serving.settings import Backend, ServeSettings
 
-    settings = ServeSettings(backend=Backend(backend))
-    return deploy_model(str(checkpoint), workdir, settings=settings, smoke_volume=volume)
+    # "auto": no backend set, so the capacity plan's measured pick is served.
+    settings = ServeSettings() if backend == "auto" else ServeSettings(backend=Backend(backend))
+    return deploy_model(
+        str(checkpoint), workdir, settings=settings, smoke_volume=volume, labels=labels
+    )
 
 
 @task
@@ -125,7 +142,11 @@ def record_deployment(version: Any, result: Any, serve_yaml: str, settings: Sett
         mfa.log_metrics({"parity_dice": result.parity.dice,
                          "parity_max_abs_diff": result.parity.max_abs_diff})  # fmt: skip
         mfa.log_file(serve_yaml, "sky")
-        extra = {"serve_yaml": serve_yaml, "bento": result.bento_tag}
+        extra = {
+            "serve_yaml": serve_yaml,
+            "bento": result.bento_tag,
+            "bentoml_model": result.model_tag,
+        }
         if result.capacity is not None:
             cap = result.capacity
             mfa.log_dict(cap.as_dict(), "serve/capacity.json")
@@ -146,7 +167,11 @@ def deploy_flow(workspace: str | None = None, experiment: str | None = None) -> 
     version, checkpoint = fetch_champion(settings)
     check_deployable(version, exp.deploy.force)
     result = export_and_smoke_test(
-        checkpoint, settings.deploy_dir / "build", exp.deploy.backend, smoke_volume(settings)
+        checkpoint,
+        settings.deploy_dir / "build",
+        exp.deploy.backend,
+        smoke_volume(settings),
+        store_labels(version),
     )
     capacity = result.capacity.as_dict() if result.capacity else None
     serve_yaml = render_serve_yaml(result.bundle, version.uri, settings, capacity)

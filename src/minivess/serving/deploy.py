@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from minivess.errors import MinivessError
-from minivess.serving.bento import BUNDLE_DIR, build_bento
+from minivess.serving.bento import build_bento
 from minivess.serving.capacity import CAPACITY_FILE, CapacityPlan
 from minivess.serving.export import ParityResult, export_bundle
 from minivess.serving.server import LocalServer, start_server
@@ -67,6 +67,7 @@ class DeployResult:
 
     endpoint: str
     bento_tag: str
+    model_tag: str
     bundle: Path
     onnx_path: Path
     torchscript_path: Path
@@ -80,6 +81,7 @@ class DeployResult:
         return {
             "endpoint": self.endpoint,
             "bento_tag": self.bento_tag,
+            "model_tag": self.model_tag,
             "bundle": str(self.bundle),
             "onnx_path": str(self.onnx_path),
             "torchscript_path": str(self.torchscript_path),
@@ -231,9 +233,11 @@ def deploy_loaded(
     smoke_volume: Path | None = None,
     keep_running: bool = False,
     target_spacing: tuple[float, float, float] | None = None,
+    labels: dict[str, str] | None = None,
 ) -> DeployResult:
     """:func:`deploy_model` for a network already in memory (the steps after loading);
-    ``target_spacing``: the grid it trained on, when training resampled."""
+    ``target_spacing``: the grid it trained on, when training resampled; ``labels``: of the
+    model in BentoML's store."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     settings = settings or load_serve_settings()
@@ -251,13 +255,14 @@ def deploy_loaded(
         step("capacity plan (interleaved backends)")
         capacity = measure_capacity(exported.bundle, array, settings)
         step("bentoml build")
-        tag = build_bento(exported.bundle, workdir / "bento-ctx")
+        built = build_bento(exported.bundle, workdir / "bento-ctx", labels=labels)
+        tag = built.tag
         step("bentoml serve")
-        # The bento's own copy of the bundle: a relative path resolves inside the bento's src/;
-        # the bundle's capacity.json gives the backend, as for a plain `bentoml serve <tag>`.
+        # The bento's model from BentoML's store (no model_path), as for a plain
+        # `bentoml serve <tag>`; the backend is the capacity plan's pick.
         serve_settings = settings.model_copy(
             update={
-                "model_path": Path(BUNDLE_DIR),
+                "model_path": None,
                 "backend": Backend(capacity.backend),
                 "device": Device(capacity.device),
             }
@@ -276,6 +281,7 @@ def deploy_loaded(
     result = DeployResult(
         endpoint=server.url,
         bento_tag=tag,
+        model_tag=built.model_tag,
         bundle=exported.bundle,
         onnx_path=exported.onnx_path,
         torchscript_path=exported.torchscript_path,
@@ -303,14 +309,15 @@ def deploy_model(
     settings: ServeSettings | None = None,
     smoke_volume: Path | None = None,
     keep_running: bool = False,
+    labels: dict[str, str] | None = None,
 ) -> DeployResult:
     """Export, check, build and smoke-test the checkpoint ``model_uri``.
 
     Steps: load the checkpoint (its plan is embedded) -> TorchScript + ONNX with dynamic
-    spatial axes -> parity on a real volume (max |diff|, Dice; fails below 0.99) ->
-    ``bentoml build`` -> ``bentoml serve <tag>`` on a free loopback port -> HTTP smoke test
-    (mask shape and affine, summary, garbage refused with a 4xx) -> stop the server unless
-    ``keep_running``.
+    spatial axes -> parity on a real volume (max |diff|, Dice; fails below 0.99) -> capacity
+    plan -> the model into BentoML's store + ``bentoml build`` -> ``bentoml serve <tag>`` on a
+    free loopback port -> HTTP smoke test (mask shape and affine, summary, garbage refused with
+    a 4xx) -> stop the server unless ``keep_running``.
 
     Args:
         model_uri: a local checkpoint file or run directory (``best.pt`` is used).
@@ -318,6 +325,7 @@ def deploy_model(
         settings: serve settings (backend, limits, auth); default from env/YAML.
         smoke_volume: a real NIfTI volume for parity and smoke test; default a synthetic one.
         keep_running: leave the server up (``result.server.stop()`` ends it).
+        labels: labels of the model in BentoML's store (the deploy flow: MLflow name/version).
 
     Raises:
         ParityError, BentoBuildError, ServeError, SmokeTestError, CheckpointError.
@@ -335,4 +343,5 @@ def deploy_model(
         smoke_volume=smoke_volume,
         keep_running=keep_running,
         target_spacing=spacing,
+        labels=labels,
     )

@@ -106,7 +106,8 @@ def start_server(
     """Start ``bentoml serve target`` with ``settings`` in its env and wait for ``/readyz``.
 
     Args:
-        settings: passed to the service through ``MINIVESS_SERVE_*`` variables.
+        settings: passed to the service through ``MINIVESS_SERVE_*`` variables; without a
+            ``model_path`` the service serves its model from BentoML's store.
         workdir: the process's working directory; its log goes to ``workdir/serve.log``.
         port: TCP port; default a free one.
         host: bind address; loopback unless you mean to expose it.
@@ -116,7 +117,6 @@ def start_server(
     Raises:
         ServeError: the process exited or was not ready in time (with the log's tail).
     """
-    settings.require_model_path()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port(host)

@@ -74,30 +74,58 @@ class VolumeSummary(BaseModel):
     inference_seconds: float
 
 
-#: Where a bento keeps its bundle, relative to the bento's ``src/`` (see serving/bento.py).
-BENTO_BUNDLE = "bundle"
+def stored_model_path() -> Path:
+    """The directory of the model this service serves, from BentoML's model store.
+
+    In a bento (or a build context) the bentofile's ``models:`` entry names it by the alias
+    ``segmenter``; elsewhere (``bentoml serve minivess.serving.service:MinivessSegmenter`` with
+    no model configured) it is the latest stored ``minivess-segmenter``.
+
+    Raises:
+        ConfigError: the store holds no such model (with the two ways to provide one).
+    """
+    from bentoml.exceptions import NotFound
+
+    from minivess.errors import ConfigError
+    from minivess.serving.model_store import MODEL_ALIAS, STORE_MODEL
+    from minivess.serving.settings import ENV_PREFIX
+
+    for ref in (MODEL_ALIAS, f"{STORE_MODEL}:latest"):
+        try:
+            model = bentoml.models.get(ref)
+        except NotFound:
+            continue
+        log.info("model %s from the BentoML model store (%s)", model.tag, ref)
+        return Path(model.path)
+    raise ConfigError(
+        f"no model to serve: BentoML's model store has no {STORE_MODEL} and "
+        f"{ENV_PREFIX}MODEL_PATH is not set; deploy one (python -m minivess.serving.model_store "
+        f"BUNDLE, or the deploy flow) or set {ENV_PREFIX}MODEL_PATH to a bundle directory."
+    )
 
 
 def resolve_bundle_path(settings: ServeSettings) -> ServeSettings:
     """Resolve the bundle and, unless set, the backend, so ``bentoml serve <tag>`` needs no env.
 
-    A relative ``model_path`` resolves against the working directory, else against the source
-    root this module was loaded from (a bento's ``src/``, where ``bundle/`` lives); no
-    ``model_path`` at all means that ``bundle/``. A backend not set by config or env comes from
-    the bundle's capacity plan (the deploy's measured pick).
+    No ``model_path`` means the stored model (:func:`stored_model_path`); a relative one resolves
+    against the working directory, else against the source root this module was loaded from. A
+    backend not set by config or env comes from the capacity plan: the bundle's own
+    ``capacity.json``, else the one a bento carries next to its ``minivess`` package (the
+    deploy's measured pick).
     """
     import json
 
     from minivess.serving.capacity import CAPACITY_FILE
 
     src_root = package_parent()
-    if settings.model_path is None and (src_root / BENTO_BUNDLE).is_dir():
-        settings = settings.model_copy(update={"model_path": src_root / BENTO_BUNDLE})
+    if settings.model_path is None:
+        settings = settings.model_copy(update={"model_path": stored_model_path()})
     path = settings.require_model_path()
     if not (path.is_absolute() or path.exists()) and (src_root / path).exists():
         settings = settings.model_copy(update={"model_path": src_root / path})
-    plan_file = settings.require_model_path() / CAPACITY_FILE
-    if "backend" not in settings.model_fields_set and plan_file.is_file():
+    plans = (settings.require_model_path() / CAPACITY_FILE, src_root / CAPACITY_FILE)
+    plan_file = next((p for p in plans if p.is_file()), None)
+    if "backend" not in settings.model_fields_set and plan_file is not None:
         cap = json.loads(plan_file.read_text())
         backend, device = Backend(cap["backend"]), Device(cap["device"])
         log.info("backend %s on %s from the capacity plan %s", backend, device, plan_file)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import serving_factories as factories  # registered by this folder's conftest
 
 pytestmark = pytest.mark.slow
 
@@ -24,18 +25,29 @@ def _save_checkpoint(model, plan, path: Path) -> Path:
     return path
 
 
+def _bentoml_json(*args: str) -> object:
+    """``bentoml <args> -o json`` in this process's environment (its BENTOML_HOME)."""
+    import json
+
+    proc = subprocess.run([sys.executable, "-m", "bentoml", *args, "-o", "json"],
+                          capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+    return json.loads(proc.stdout)
+
+
 def test_deploy_model_exports_builds_and_smoke_tests(
     tmp_path: Path, monkeypatch, plan, model, volume_path
 ) -> None:
     from minivess.serving.deploy import DEPLOY_REPORT, deploy_model
     from minivess.serving.settings import ServeSettings
 
-    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))  # a private bento store
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))  # private bento/model stores
     checkpoint = _save_checkpoint(model, plan, tmp_path / "ckpt" / "best.pt")
     dataset_files = sorted(volume_path.parent.iterdir())
+    labels = {"mlflow_model": "minivess-segmenter", "mlflow_version": "7"}
     result = deploy_model(
-        str(checkpoint), tmp_path / "deploy", settings=ServeSettings(), smoke_volume=volume_path
-    )
+        str(checkpoint), tmp_path / "deploy", settings=ServeSettings(), smoke_volume=volume_path,
+        labels=labels,
+    )  # fmt: skip
     assert result.parity.dice >= 0.99
     assert result.parity.shape == (64, 48, 10)
     assert result.bento_tag.startswith("minivess_segmenter:")
@@ -50,10 +62,29 @@ def test_deploy_model_exports_builds_and_smoke_tests(
     with pytest.raises(httpx.HTTPError):  # stopped after the smoke test (keep_running=False)
         httpx.get(f"{result.endpoint}/readyz", timeout=2)
 
-    # Rebuilding the same bundle (a re-run of the deploy flow) reuses the stored bento.
-    from minivess.serving.bento import build_bento
+    # The model is in BentoML's model store, with its MLflow provenance; the bento references it.
+    models = _bentoml_json("models", "list")
+    assert [m["tag"] for m in models] == [result.model_tag]  # type: ignore[index]
+    stored = _bentoml_json("models", "get", result.model_tag)
+    assert {k: stored["labels"][k] for k in labels} == labels  # type: ignore[index]
+    bento = _bentoml_json("get", result.bento_tag)
+    assert [m["tag"] for m in bento["models"]] == [result.model_tag]  # type: ignore[index]
+    bentos = _bentoml_json("list")
+    assert bentos[0]["model_size"] not in ("0 B", "0.00 B")  # type: ignore[index]
 
-    assert build_bento(result.bundle, tmp_path / "ctx2") == result.bento_tag
+    # Re-exporting the same model (a re-run of the deploy flow) reuses model and bento.
+    from minivess.serving.bento import build_bento
+    from minivess.serving.export import export_bundle
+
+    again = export_bundle(model, plan, tmp_path / "bundle-again").bundle
+    (again / "capacity.json").write_bytes((result.bundle / "capacity.json").read_bytes())
+    rebuilt = build_bento(again, tmp_path / "ctx2")
+    assert (rebuilt.tag, rebuilt.model_tag, rebuilt.reused) == (
+        result.bento_tag,
+        result.model_tag,
+        True,
+    )
+    assert len(_bentoml_json("list")) == 1  # type: ignore[arg-type]
 
     # The capacity plan: every CPU backend measured (interleaved), the fastest picked.
     cap = result.capacity
@@ -62,6 +93,21 @@ def test_deploy_model_exports_builds_and_smoke_tests(
     assert cap.figure(cap.picked).best_s == min(f.best_s for f in cap.figures)
     assert cap.resources["cpus"].endswith("+") and "accelerators" not in cap.resources
     assert cap.target_qps_per_replica > 0
+
+    # Another model stored later becomes the store's latest; the bento keeps serving its own.
+    from minivess.serving.inference import load_segmenter
+    from minivess.serving.model_store import store_bundle
+    from minivess.serving.nifti import load_volume
+
+    other = export_bundle(factories.make_model(plan, seed=1), plan, tmp_path / "other").bundle
+    other_tag = store_bundle(other, dict(os.environ))
+    assert other_tag != result.model_tag
+    vol = load_volume(volume_path, max_voxels=10**6)
+    other_mask = load_segmenter(ServeSettings(model_path=other, backend=cap.backend)).segment(
+        vol.array, spacing=vol.info.spacing
+    )
+    other_fraction = float((other_mask > 0).mean())
+    assert other_fraction != pytest.approx(result.smoke.vessel_fraction)
 
     # A plain `bentoml serve <tag>`, as a BentoML user runs it: no MINIVESS_* variable at all.
     from minivess.serving.server import free_port
@@ -79,10 +125,24 @@ def test_deploy_model_exports_builds_and_smoke_tests(
         from minivess.serving.client import summarize_file
 
         summary = summarize_file(f"http://127.0.0.1:{port}", volume_path)
-        assert summary["backend"] == cap.backend  # the measured pick, from the bento's bundle
+        assert summary["backend"] == cap.backend  # the measured pick, carried by the bento
+        assert summary["vessel_fraction"] == pytest.approx(result.smoke.vessel_fraction)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
+
+    # A plain `bentoml build` of the shipped bentofile takes the store's latest model.
+    import minivess
+    from minivess.resources import bentofile
+
+    src = Path(minivess.__file__).parents[1]
+    proc2 = subprocess.run(
+        [sys.executable, "-m", "bentoml", "build", "-f", str(bentofile()), str(src), "-o", "tag"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc2.returncode == 0, proc2.stdout[-2000:] + proc2.stderr[-2000:]
+    plain_tag = proc2.stdout.split("__tag__:", 1)[1].split()[0]
+    assert [m["tag"] for m in _bentoml_json("get", plain_tag)["models"]] == [other_tag]  # type: ignore[index]
 
 
 def test_minivess_serve_serves_a_checkpoint(tmp_path: Path, plan, model, volume_path) -> None:
