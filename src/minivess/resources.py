@@ -26,11 +26,12 @@ Examples:
 from __future__ import annotations
 
 import json
-import os
 from functools import cache
 from importlib import metadata, resources
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+
+from minivess.environ import environ_or
 
 #: Environment variable naming an alternative ``configs/`` directory.
 CONFIG_DIR_ENV = "MINIVESS_CONFIG_DIR"
@@ -85,7 +86,7 @@ def packaged_data() -> Path:
 
 def source_checkout() -> Path | None:
     """The checkout whose files win (rules 2 and 3 of the module docstring), if any."""
-    env = os.environ.get(PROJECT_DIR_ENV)
+    env = environ_or(None).get(PROJECT_DIR_ENV)
     if env:
         path = Path(env).expanduser()
         if not _is_checkout(path):
@@ -125,7 +126,7 @@ def data_root() -> Path:
 
 def config_dir() -> Path:
     """The ``configs/`` directory: ``$MINIVESS_CONFIG_DIR``, else ``data_root()/configs``."""
-    env = os.environ.get(CONFIG_DIR_ENV)
+    env = environ_or(None).get(CONFIG_DIR_ENV)
     if env:
         return Path(env)
     return data_root() / "configs"

@@ -6,16 +6,15 @@ environment deep inside. Constructors do no I/O: directories are created by :met
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from unittest import mock
 
 from pydantic import Field, field_validator
 
 from minivess.config import StrictModel, config_dir, deep_merge, parse_model, read_yaml
+from minivess.environ import environ_or, process_environ
+from minivess.environ import scoped_environ as scoped_environ  # re-exported
 from minivess.tracking.contract import SKYPILOT_TASK_ID_ENV
 
 #: Environment variables read by :func:`load_settings` (the only place that reads them).
@@ -121,23 +120,10 @@ class DistEnv:
         return self.rank == 0
 
 
-def process_environ() -> dict[str, str]:
-    """A copy of this process's environment, for the readers below and for child processes.
-
-    This module is the one place that reads ``os.environ``; child processes get an explicit
-    ``env=`` built from this copy, so nothing in minivess writes the environment.
-    """
-    return dict(os.environ)
-
-
-def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:
-    return os.environ if environ is None else environ
-
-
 def cache_root(environ: Mapping[str, str] | None = None) -> Path:
     """The one cache-root rule: ``$MINIVESS_CACHE_DIR``, else ``$XDG_CACHE_HOME/minivess``,
     else ``~/.cache/minivess``. Profile, calibration and SkyPilot-offline caches live below."""
-    env = _env(environ)
+    env = environ_or(environ)
     if env.get(ENV_CACHE_DIR):
         return Path(env[ENV_CACHE_DIR]).expanduser()
     xdg = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -146,7 +132,7 @@ def cache_root(environ: Mapping[str, str] | None = None) -> Path:
 
 def dist_env(environ: Mapping[str, str] | None = None) -> DistEnv:
     """torchrun's rank, world size and local rank (defaults: a single process)."""
-    env = _env(environ)
+    env = environ_or(environ)
     return DistEnv(
         rank=int(env.get(ENV_RANK, "0")),
         world_size=int(env.get(ENV_WORLD_SIZE, "1")),
@@ -156,12 +142,12 @@ def dist_env(environ: Mapping[str, str] | None = None) -> DistEnv:
 
 def task_id(environ: Mapping[str, str] | None = None) -> str | None:
     """SkyPilot's task id on a managed job, else None."""
-    return _env(environ).get(ENV_TASK_ID) or None
+    return environ_or(environ).get(ENV_TASK_ID) or None
 
 
 def torch_threads(environ: Mapping[str, str] | None = None, default: int = 2) -> int:
     """``$OMP_NUM_THREADS`` (intra-op threads for measurements), else ``default``."""
-    return int(_env(environ).get("OMP_NUM_THREADS", str(default)))
+    return int(environ_or(environ).get("OMP_NUM_THREADS", str(default)))
 
 
 def checkpoint_key(plan_hash: str, task: str | None) -> str:
@@ -177,18 +163,6 @@ def checkpoint_key(plan_hash: str, task: str | None) -> str:
 def checkpoint_dir(root: str, experiment: str, key: str) -> str:
     """``<root>/<experiment>/<key>``: the checkpoint folder of one experiment's grid."""
     return f"{str(root).rstrip('/')}/{experiment}/{key}"
-
-
-@contextlib.contextmanager
-def scoped_environ(values: Mapping[str, str]) -> Iterator[None]:
-    """Set ``values`` for the block only, then restore the whole environment exactly.
-
-    For libraries that read their configuration from the environment and take no argument for
-    it (MLflow's S3 artifact repository reads ``MLFLOW_S3_ENDPOINT_URL``; ``mlflow``'s global
-    tracking URI exports ``MLFLOW_TRACKING_URI``). Whatever the library wrote is undone too.
-    """
-    with mock.patch.dict(os.environ, dict(values)):
-        yield
 
 
 class Settings(StrictModel):

@@ -31,21 +31,23 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    """A real moto S3 server on 127.0.0.1 (ThreadedMotoServer), with fake credentials."""
+    """A real moto S3 server on 127.0.0.1 (ThreadedMotoServer), with fake credentials.
+
+    The credentials are set for the session through a ``MonkeyPatch`` context (the session-scoped
+    form of ``monkeypatch``), which restores the environment exactly when the session ends.
+    """
     from moto.server import ThreadedMotoServer
 
-    old = {k: os.environ.get(k) for k in FAKE_AWS}
-    os.environ.update(FAKE_AWS)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in FAKE_AWS.items():
+            mp.setenv(k, v)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+        server.start()
+        host, port = server.get_host_and_port()
+        try:
+            yield f"http://{host}:{port}"
+        finally:
+            server.stop()
 
 
 @pytest.fixture

@@ -128,10 +128,10 @@ def deploy_all(
         environ: the environment ``prefect deploy`` will see (default: this process's); checked
             by :func:`check_variables` before anything is created.
     """
-    import os
+    from minivess.settings import process_environ
 
     project = load_project(prefect_yaml)
-    check_variables(project, os.environ if environ is None else environ, name)
+    check_variables(project, process_environ() if environ is None else environ, name)
     deps = [d for d in project.get("deployments") or [] if name is None or d.get("name") == name]
     used = {str((d.get("work_pool") or {}).get("name")) for d in deps}
     for pool in sorted(used):

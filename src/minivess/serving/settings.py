@@ -8,7 +8,6 @@ NAME of the variable that holds the bearer token, never the token itself.
 
 from __future__ import annotations
 
-import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from minivess.config import StrictModel, parse_model, read_yaml
+from minivess.environ import environ_or
 from minivess.errors import ConfigError
 
 #: Prefix of the environment variables read by :func:`load_serve_settings`.
@@ -100,7 +100,7 @@ class ServeSettings(StrictModel):
         """
         if self.auth_token_env is None:
             return None
-        env = os.environ if environ is None else environ
+        env = environ_or(environ)
         token = env.get(self.auth_token_env, "")
         if not token:
             raise ConfigError(
@@ -145,7 +145,7 @@ def load_serve_settings(
     Raises:
         ConfigError: unknown or invalid field, naming the file or variable and the fix.
     """
-    env = dict(os.environ if environ is None else environ)
+    env = dict(environ_or(environ))
     yaml_path = path or (Path(env[ENV_CONFIG]) if env.get(ENV_CONFIG) else None)
     data: dict[str, Any] = {}
     if yaml_path is not None:

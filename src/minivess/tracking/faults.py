@@ -61,10 +61,11 @@ def http_limits(
     for a last quick call inside an outer scope), and restored on exit; this is the one place
     minivess touches the environment, and only for the block's duration.
     """
-    from minivess.settings import scoped_environ
+    from minivess.settings import process_environ, scoped_environ
 
     limits = retry_limits(budget_s, retries)
-    with scoped_environ({k: v for k, v in limits.items() if override or k not in os.environ}):
+    user = process_environ()
+    with scoped_environ({k: v for k, v in limits.items() if override or k not in user}):
         yield
 
 

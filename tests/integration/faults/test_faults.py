@@ -166,7 +166,7 @@ def test_orphan_tmp_checkpoints_are_cleaned_on_the_next_start(
 
 
 @pytest.fixture
-def moto_process(tmp_path: Path):
+def moto_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A moto S3 server in its own process (so SIGSTOP can stall it), with fake credentials."""
     from tests.integration.conftest import FAKE_AWS, free_port, wait_http
 
@@ -176,8 +176,8 @@ def moto_process(tmp_path: Path):
         stdout=subprocess.DEVNULL, stderr=(tmp_path / "moto.log").open("w"),
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    saved = {k: os.environ.get(k) for k in FAKE_AWS}
-    os.environ.update(FAKE_AWS)
+    for k, v in FAKE_AWS.items():
+        monkeypatch.setenv(k, v)
     try:
         wait_http(url + "/moto-api/", timeout=60)
         yield proc, url
@@ -185,11 +185,6 @@ def moto_process(tmp_path: Path):
         proc.send_signal(signal.SIGCONT)
         proc.kill()
         proc.wait(timeout=20)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _small_dataset(root: Path) -> Path:
