@@ -120,19 +120,30 @@ def fit_feature_model(models: list[str], device: str, batch: int) -> list[dict]:
             pred = base + batch * feats * per_feature / 2**20
             static = training_mb(mem, voxels, batch, amp)
             out.append(
-                {
-                    "model": name,
-                    "held_out_patch": list(patch),
-                    "measured_mb": round(measured, 1),
-                    "feature_model_mb": round(pred, 1),
-                    "feature_error_pct": round(100 * (pred - measured) / measured, 1),
-                    "per_voxel_error_pct": round(100 * (static - measured) / measured, 1),
-                    "fit_base_mb": round(float(base), 1),
-                    "fit_bytes_per_feature_voxel": round(float(per_feature), 2),
-                }
-            )
-            _log(json.dumps(out[-1]))
+                _held_out_row(
+                    name, patch, measured, pred, static,
+                    fit_base_mb=round(float(base), 1),
+                    fit_bytes_per_feature_voxel=round(float(per_feature), 2),
+                )
+            )  # fmt: skip
     return out
+
+
+def _held_out_row(
+    name: str, patch: tuple, measured: float, pred: float, static: float, **extra: float
+) -> dict:
+    """One held-out patch: measured MiB vs the feature-map model and the per-voxel model."""
+    row = {
+        "model": name,
+        "held_out_patch": list(patch),
+        "measured_mb": round(measured, 1),
+        "feature_model_mb": round(pred, 1),
+        "feature_error_pct": round(100 * (pred - measured) / measured, 1),
+        "per_voxel_error_pct": round(100 * (static - measured) / measured, 1),
+        **extra,
+    }
+    _log(json.dumps(row))
+    return row
 
 
 def check_held_out(models: list[str], device: str, batch: int) -> list[dict]:
@@ -156,17 +167,7 @@ def check_held_out(models: list[str], device: str, batch: int) -> list[dict]:
             measured = measure_peak_mb(profile, patch, batch=batch, device=device, amp=amp)
             pred = training_mb(mem, voxels, batch, amp, feats)
             static = training_mb(mem, voxels, batch, amp)
-            out.append(
-                {
-                    "model": name,
-                    "held_out_patch": list(patch),
-                    "measured_mb": round(measured, 1),
-                    "feature_model_mb": round(pred, 1),
-                    "feature_error_pct": round(100 * (pred - measured) / measured, 1),
-                    "per_voxel_error_pct": round(100 * (static - measured) / measured, 1),
-                }
-            )
-            _log(json.dumps(out[-1]))
+            out.append(_held_out_row(name, patch, measured, pred, static))
     return out
 
 

@@ -86,26 +86,26 @@ def _not_nifti(path: Path) -> Rejected:
     return Rejected(file=str(path), reason="not a NIfTI file name (expected .nii.gz or .nii)")
 
 
-def _discover_minivess(data_dir: Path) -> tuple[list[VolumePair], list[Rejected]]:
-    rejected: list[Rejected] = []
-    images: dict[str, Path] = {}
-    for path in _listing(data_dir / MINIVESS_IMAGES):
+def _nifti_files(folder: Path, rejected: list[Rejected]) -> list[tuple[str, Path]]:
+    """``(stem, path)`` of each NIfTI-named file of ``folder``; other files go to ``rejected``."""
+    found = []
+    for path in _listing(folder):
         stem = _stem(path)
         if stem is None:
             rejected.append(_not_nifti(path))
         else:
-            images[stem] = path
+            found.append((stem, path))
+    return found
+
+
+def _discover_minivess(data_dir: Path) -> tuple[list[VolumePair], list[Rejected]]:
+    rejected: list[Rejected] = []
+    images = dict(_nifti_files(data_dir / MINIVESS_IMAGES, rejected))
     labels: dict[str, Path] = {}
     seg_dir = data_dir / MINIVESS_LABELS
     if seg_dir.is_dir():
-        for path in _listing(seg_dir):
-            stem = _stem(path)
-            if stem is None:
-                rejected.append(_not_nifti(path))
-            elif stem.endswith(MINIVESS_LABEL_SUFFIX):
-                labels[stem[: -len(MINIVESS_LABEL_SUFFIX)]] = path
-            else:
-                labels[stem] = path
+        for stem, path in _nifti_files(seg_dir, rejected):
+            labels[stem.removesuffix(MINIVESS_LABEL_SUFFIX)] = path
     pairs, missing = _pair_by_name(images, labels, seg_dir)
     return pairs, rejected + missing
 
@@ -131,11 +131,7 @@ def _discover_nnunet(data_dir: Path) -> tuple[list[VolumePair], list[Rejected]]:
         return _decathlon_list(data_dir, training)
     rejected: list[Rejected] = []
     images: dict[str, Path] = {}
-    for path in _listing(data_dir / NNUNET_IMAGES):
-        stem = _stem(path)
-        if stem is None:
-            rejected.append(_not_nifti(path))
-            continue
+    for stem, path in _nifti_files(data_dir / NNUNET_IMAGES, rejected):
         case, sep, channel = stem.rpartition("_")
         if sep and len(channel) == 4 and channel.isdigit():
             if channel != "0000":
@@ -149,14 +145,7 @@ def _discover_nnunet(data_dir: Path) -> tuple[list[VolumePair], list[Rejected]]:
                 continue
             stem = case
         images[stem] = path
-    labels: dict[str, Path] = {}
-    if label_dir.is_dir():
-        for path in _listing(label_dir):
-            stem = _stem(path)
-            if stem is None:
-                rejected.append(_not_nifti(path))
-            else:
-                labels[stem] = path
+    labels = dict(_nifti_files(label_dir, rejected)) if label_dir.is_dir() else {}
     pairs, missing = _pair_by_name(images, labels, label_dir)
     return pairs, rejected + missing
 

@@ -85,14 +85,13 @@ def log_data_run(prof: DatasetProfile, profile_json: str, html: str, settings: S
     """One run in ``minivess-data``: profile, QC report and figures, hash, quarantined files."""
     from minivess.tracking import mlflow_adapter as mfa
 
-    client = mfa.connect(settings)
-    tags = {Tag.DATASET_HASH: prof.dataset_hash, Tag.TARGET: "local"}
-    with mfa.flow_run(client, settings, Flow.DATA, tags=tags, run_name="data-profile") as run:
-        mfa.log_params({"data_dir": prof.data_dir, "n_volumes": prof.n_volumes})
-        mfa.log_metrics(
-            {"n_volumes": prof.n_volumes, "n_rejected": len(prof.rejected),
-             "total_size_gb": prof.total_size_gb, "min_z": prof.min_shape[2]}
-        )  # fmt: skip
+    with mfa.flow_run(
+        mfa.connect(settings), settings, Flow.DATA, run_name="data-profile",
+        tags={Tag.DATASET_HASH: prof.dataset_hash, Tag.TARGET: "local"},
+        params={"data_dir": prof.data_dir, "n_volumes": prof.n_volumes},
+        metrics={"n_volumes": prof.n_volumes, "n_rejected": len(prof.rejected),
+                 "total_size_gb": prof.total_size_gb, "min_z": prof.min_shape[2]},
+    ) as run:  # fmt: skip
         folder = str(Path(Artifact.PROFILE_JSON).parent)
         mfa.log_file(profile_json, folder)
         mfa.log_file(html, folder)

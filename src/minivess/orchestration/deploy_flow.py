@@ -136,11 +136,13 @@ def record_deployment(version: Any, result: Any, serve_yaml: str, settings: Sett
     from minivess.tracking import mlflow_adapter as mfa
 
     client = mfa.connect(settings)
-    tags = {Tag.UPSTREAM_RUN_ID: version.selected_by, Tag.TARGET: "serve"}
-    with mfa.flow_run(client, settings, Flow.DEPLOY, tags=tags, run_name="deploy") as run:
-        mfa.log_params({"model_uri": version.uri, "smoke_test_endpoint": result.endpoint})
-        mfa.log_metrics({"parity_dice": result.parity.dice,
-                         "parity_max_abs_diff": result.parity.max_abs_diff})  # fmt: skip
+    with mfa.flow_run(
+        client, settings, Flow.DEPLOY, run_name="deploy",
+        tags={Tag.UPSTREAM_RUN_ID: version.selected_by, Tag.TARGET: "serve"},
+        params={"model_uri": version.uri, "smoke_test_endpoint": result.endpoint},
+        metrics={"parity_dice": result.parity.dice,
+                 "parity_max_abs_diff": result.parity.max_abs_diff},
+    ) as run:  # fmt: skip
         mfa.log_file(serve_yaml, "sky")
         extra = {
             "serve_yaml": serve_yaml,

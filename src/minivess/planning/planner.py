@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -280,6 +281,25 @@ def step_mb(
     return training_mb(mem, shape[0] * shape[1] * shape[2], batch, amp, features)
 
 
+@dataclass(frozen=True)
+class StepBudget:
+    """What a training step's memory estimate depends on, and the MiB it must stay within.
+
+    Shared by :func:`fit_memory` (shrink until within ``budget_mb``) and :func:`grow_batch`
+    (grow while within it), so both price a step the same way.
+    """
+
+    model: ModelProfile
+    mem: MemorySpec
+    amp: bool
+    budget_mb: float
+    spacing: Spacing3 | None = None
+
+    def mb(self, patch: Shape3, batch: int) -> float:
+        """:func:`step_mb` of ``patch`` and ``batch`` under this model, memory spec and AMP."""
+        return step_mb(patch, batch, self.model, self.mem, self.amp, self.spacing)
+
+
 def _voxels(patch: Shape3, topo: TopologySpec) -> int:
     shape = network_shape(patch, topo)
     return shape[0] * shape[1] * shape[2]
@@ -288,15 +308,11 @@ def _voxels(patch: Shape3, topo: TopologySpec) -> int:
 def fit_memory(
     patch: Shape3,
     batch: int,
+    step: StepBudget,
     *,
-    model: ModelProfile,
-    mem: MemorySpec,
-    amp: bool,
-    budget_mb: float,
     patch_fixed: bool,
     batch_fixed: bool,
     advice: str = "Use a bigger GPU or a lighter model.",
-    spacing: Spacing3 | None = None,
 ) -> tuple[Shape3, int, float, list[str]]:
     """Shrink the patch (axis with the most room first), then the batch, until within budget.
 
@@ -309,11 +325,12 @@ def fit_memory(
     Raises:
         PlanError: nothing left to shrink and the estimate still exceeds the budget.
     """
+    model, budget_mb, spacing = step.model, step.budget_mb, step.spacing
     topo = model.topology
     floor = tuple(min(model.limits.min_patch[a], patch[a]) for a in range(3))
     floor3: Shape3 = (floor[0], floor[1], floor[2])
     notes: list[str] = []
-    est = step_mb(patch, batch, model, mem, amp, spacing)
+    est = step.mb(patch, batch)
     start = (patch, batch)
     while est > budget_mb:
         options = (
@@ -345,7 +362,7 @@ def fit_memory(
                 f"and batch {batch}, over the budget of {budget_mb:.0f} MiB: the device is too "
                 f"small for this model at any patch. {advice}"
             )
-        est = step_mb(patch, batch, model, mem, amp, spacing)
+        est = step.mb(patch, batch)
     if (patch, batch) != start:
         notes.append(
             f"shrunk from patch {start[0]} batch {start[1]} to patch {patch} batch {batch} "
@@ -651,21 +668,11 @@ def capping_volumes(dataset: DatasetProfile, patch: Shape3, target: Shape3) -> d
     return out
 
 
-def grow_batch(
-    patch: Shape3,
-    batch: int,
-    *,
-    model: ModelProfile,
-    mem: MemorySpec,
-    amp: bool,
-    budget_mb: float,
-    cap: int,
-    spacing: Spacing3 | None = None,
-) -> tuple[int, float]:
+def grow_batch(patch: Shape3, batch: int, step: StepBudget, *, cap: int) -> tuple[int, float]:
     """The largest batch in ``[batch, cap]`` whose estimate stays within the budget."""
-    while batch < cap and step_mb(patch, batch + 1, model, mem, amp, spacing) <= budget_mb:
+    while batch < cap and step.mb(patch, batch + 1) <= step.budget_mb:
         batch += 1
-    return batch, step_mb(patch, batch, model, mem, amp, spacing)
+    return batch, step.mb(patch, batch)
 
 
 def batch_cap(
@@ -891,19 +898,16 @@ def plan_training(
         assert auto_patch is not None
         patch = auto_patch
     base_batch = min(spec.batch, model.limits.max_batch)
+    step = StepBudget(model=model, mem=mem, amp=amp, budget_mb=budget_mb, spacing=use_spacing)
     patch, batch, estimate, notes = fit_memory(
         patch,
         ov.batch_size if ov.batch_size is not None else base_batch,
-        model=model,
-        mem=mem,
-        amp=amp,
-        budget_mb=budget_mb,
+        step,
         patch_fixed=ov.patch_size is not None,
         batch_fixed=ov.batch_size is not None,
         advice="Use a bigger GPU or a lighter model."
         if gpu
         else "Free RAM, lower cache_rate (--set cache_rate=0.2) or use a lighter model.",
-        spacing=use_spacing,
     )
     decide("patch_size", list(patch), "; ".join([patch_reason, *notes]), "patch_size")
     capped = capping_volumes(bounding, patch, target)
@@ -957,16 +961,7 @@ def plan_training(
         if batch != base_batch:
             batch_reason += f", reduced to {batch} to fit memory"
         elif gpu and batch < cap:
-            grown, estimate = grow_batch(
-                patch,
-                batch,
-                model=model,
-                mem=mem,
-                amp=amp,
-                budget_mb=budget_mb,
-                cap=cap,
-                spacing=use_spacing,
-            )
+            grown, estimate = grow_batch(patch, batch, step, cap=cap)
             if grown > batch:
                 batch_reason += f", grown to {grown} to fill the VRAM budget ({cap_reason})"
                 batch = grown

@@ -122,8 +122,12 @@ def flow_run(
     tags: Mapping[Tag, Any] | Mapping[str, Any] | None = None,
     run_name: str | None = None,
     run_id: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, float] | None = None,
 ) -> Iterator[Any]:
     """Start (or resume, with ``run_id``) a run in the flow's experiment, tagged per contract.
+
+    ``params`` and ``metrics`` are logged as soon as the run starts (inside its guard).
 
     The run ends FAILED if the body raises (KILLED when the error says so, e.g. a preempted
     training), so a half-done run is never mistaken for a result. Every MLflow request in the
@@ -147,6 +151,10 @@ def flow_run(
             mlflow.set_tags(all_tags)
         run_id = run.info.run_id
         try:
+            if params:
+                mlflow.log_params(dict(params))
+            if metrics:
+                mlflow.log_metrics(dict(metrics))
             yield run
         except BaseException as err:
             status = getattr(err, "mlflow_status", "FAILED")

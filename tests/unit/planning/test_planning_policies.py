@@ -13,6 +13,7 @@ from minivess.errors import ConfigError, PlanError
 from minivess.keys import PatchPolicy, SmallVolumes, Source
 from minivess.planning.planner import (
     PlanOverrides,
+    StepBudget,
     batch_cap,
     capping_volumes,
     determine_amp,
@@ -203,9 +204,9 @@ def test_capping_volumes_lists_the_bounding_volumes(make_profile):
 
 def test_grow_batch_and_cap(make_profile):
     mem = DYN.vram
-    batch, est = grow_batch((64, 64, 16), 2, model=DYN, mem=mem, amp=False, budget_mb=1e9, cap=7)
+    batch, est = grow_batch((64, 64, 16), 2, StepBudget(DYN, mem, False, budget_mb=1e9), cap=7)
     assert batch == 7 and est > 0
-    batch, _ = grow_batch((64, 64, 16), 2, model=DYN, mem=mem, amp=False, budget_mb=0, cap=7)
+    batch, _ = grow_batch((64, 64, 16), 2, StepBudget(DYN, mem, False, budget_mb=0), cap=7)
     assert batch == 2
     data = make_profile([(64, 64, 16)] * 10)
     cap, reason = batch_cap(DYN, data, (64, 64, 16), load_planner_settings())

@@ -118,3 +118,24 @@ def test_connect_and_a_flow_run_leave_the_environment_and_mlflow_untouched(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ws"]  # nothing in the cwd
     stored = tmp_path / "ws" / "mlartifacts"
     assert any(stored.rglob("hello.txt"))
+
+
+def test_a_flow_run_logs_its_params_and_metrics_at_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The data and deploy flows open their runs with ``params=``/``metrics=``: both land."""
+    from minivess.tracking import mlflow_adapter as mfa
+    from minivess.tracking.contract import Flow
+
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(tmp_path / "ws", environ={})
+    client = mfa.connect(s)
+    with pytest.raises(RuntimeError, match="body failed"):
+        with mfa.flow_run(
+            client, s, Flow.DATA, run_name="p", params={"data_dir": "/d"}, metrics={"n": 3}
+        ) as run:
+            raise RuntimeError("body failed")
+    got = client.get_run(run.info.run_id)
+    assert got.data.params == {"data_dir": "/d"}
+    assert got.data.metrics == {"n": 3.0}
+    assert got.info.status == "FAILED"
