@@ -46,9 +46,11 @@ image:
 ## MUTANTS='minivess.serving.guard*'. Prints the killed/survived counts; see docs/benchmarks.md.
 MUTMUT_VERSION := 3.3.1
 MUTANTS ?=
+MUTMUT_CHILDREN ?= 2
 mutation: setup
 	$(BIN)/pip install -q mutmut==$(MUTMUT_VERSION)
-	$(BIN)/mutmut run $(MUTANTS) || true
+	PYTHONPATH=$(CURDIR)/.ci PYTEST_ADDOPTS='-m "not slow" -p no:cacheprovider -p mutmut_compat' \
+		$(BIN)/mutmut run --max-children $(MUTMUT_CHILDREN) $(MUTANTS) || true
 	$(BIN)/mutmut results
 
 clean:
