@@ -3,7 +3,8 @@
 Determinism across interruptions: every epoch reseeds torch, numpy, ``random`` and the
 augmentation transforms from ``(seed, epoch, rank)``; a run resumed from a mid-epoch checkpoint
 replays the epoch's sampling and skips the batches it already trained on. On CPU a run killed and
-resumed therefore ends with the same weights and metrics as an uninterrupted one.
+resumed therefore ends with the same weights and metrics as an uninterrupted one. (No RNG state
+is checkpointed: the reseed at the start of every epoch would overwrite it before any draw.)
 
 Preemption: SIGTERM (a spot instance's notice) sets a flag; the loop finishes the current step,
 writes ``last.pt`` and raises :class:`TrainingPreempted`, which the CLI turns into exit code
@@ -177,49 +178,6 @@ def _seed_epoch(seed: int, epoch: int, rank: int, transform: Any) -> None:
     transform.set_random_state(seed=s)
 
 
-def _rng_state() -> dict[str, Any]:
-    import numpy as np
-    import torch
-
-    legacy: tuple[str, np.ndarray, int, int, float] = np.random.get_state(legacy=True)  # type: ignore[assignment]
-    name, keys, pos, has_gauss, gauss = legacy
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "name": name,
-            "keys": torch.from_numpy(keys.astype("int64")),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached_gaussian": float(gauss),
-        },
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    import numpy as np
-    import torch
-
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state(
-        (
-            n["name"],
-            n["keys"].numpy().astype("uint32"),
-            n["pos"],
-            n["has_gauss"],
-            n["cached_gaussian"],
-        )
-    )
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
@@ -373,7 +331,7 @@ class _Run:
         """Load ``last.pt`` if present: returns (start epoch, steps done in it, loss sum)."""
         if not self.cfg.resume or not ckpt.exists(self.last_uri, self.endpoint):
             return 0, 0, 0.0
-        # CPU first: RNG states must stay CPU tensors; load_state_dict moves the rest.
+        # CPU first; load_state_dict moves the tensors to the device.
         state = ckpt.load_state(self.last_uri, "cpu", self.endpoint)
         found = json.loads(state["identity"])
         if found != self._identity():
@@ -393,7 +351,6 @@ class _Run:
         self.scheduler.load_state_dict(state["scheduler"])
         self._rederive_lr(int(state["epoch"]))
         self.scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
         self.best_metric = float(state["best_metric"])
         self.best_epoch = int(state["best_epoch"])
         self.history = json.loads(state["history"])
@@ -427,7 +384,6 @@ class _Run:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "rng": _rng_state(),
             "epoch": epoch,
             "step": step,
             "loss_sum": loss_sum,

@@ -23,16 +23,23 @@ def test_loss_is_lower_for_correct_prediction(name: LossName) -> None:
 
 
 def test_deep_supervision_heads_are_weighted() -> None:
+    """Heads weigh 1, 1/2, 1/4 (normalised): a good full-resolution head and two bad coarse
+    ones give ``(L0 + L1/2 + L2/4) / 1.75``, not their plain mean nor head 0 alone."""
     import torch
 
     label = torch.zeros(1, 1, 8, 8, 4)
     label[..., 2:6, 2:6, :] = 1
     good = torch.cat([(1 - label) * 8 - 4, label * 8 - 4], dim=1)
-    stacked = torch.stack([good, good], dim=1)  # (B, heads, C, x, y, z)
+    bad = -good
+    half = 0.5 * good
+    stacked = torch.stack([good, bad, half], dim=1)  # (B, heads, C, x, y, z)
     loss = build_loss("dice")
-    assert float(deep_supervision_loss(loss, stacked, label)) == pytest.approx(
-        float(loss(good, label)), rel=1e-6
-    )
+    parts = [float(loss(h, label)) for h in (good, bad, half)]
+    assert len(set(parts)) == 3  # three different head losses, so the weights show
+    want = (parts[0] + parts[1] / 2 + parts[2] / 4) / 1.75
+    got = float(deep_supervision_loss(loss, stacked, label))
+    assert got == pytest.approx(want, rel=1e-6)
+    assert got != pytest.approx(sum(parts) / 3, rel=1e-3)
 
 
 def test_cldice_loss_scores_the_vessel_channel_only() -> None:
