@@ -130,11 +130,13 @@ def test_a_flow_run_logs_its_params_and_metrics_at_the_start(
     monkeypatch.chdir(tmp_path)
     s = load_settings(tmp_path / "ws", environ={})
     client = mfa.connect(s)
-    with pytest.raises(RuntimeError, match="body failed"):
-        with mfa.flow_run(
+    with (
+        pytest.raises(RuntimeError, match="body failed"),
+        mfa.flow_run(
             client, s, Flow.DATA, run_name="p", params={"data_dir": "/d"}, metrics={"n": 3}
-        ) as run:
-            raise RuntimeError("body failed")
+        ) as run,
+    ):
+        raise RuntimeError("body failed")
     got = client.get_run(run.info.run_id)
     assert got.data.params == {"data_dir": "/d"}
     assert got.data.metrics == {"n": 3.0}
