@@ -2,38 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-import yaml
 
-from minivess.config import config_dir
 from minivess.tracking.contract import EXPERIMENTS, REGISTERED_MODEL, Flow, Tag
+from tests.fixtures.main_job import MainJob
 
 pytestmark = pytest.mark.slow
 
 
-def test_experiment_runs_the_whole_chain_from_any_directory(tmp_path: Path) -> None:
+def test_experiment_runs_the_whole_chain_from_any_directory(main_job: MainJob) -> None:
     import mlflow
 
-    raw = yaml.safe_load((config_dir() / "experiments" / "default.yaml").read_text())
-    raw["training"]["epochs"] = 1  # never the full default: the slow tier stays fast
-    raw["deploy"]["force"] = True  # 1 epoch does not beat the baseline; deploy it anyway
-    config = tmp_path / "exp.yaml"
-    config.write_text(yaml.safe_dump(raw))
-    cwd = tmp_path / "elsewhere"
-    cwd.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MINIVESS_"))}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
-    proc = subprocess.run(
-        [sys.executable, "-m", "minivess", "experiment", "--config", str(config)],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-3000:]
+    out, cwd = main_job.output, main_job.cwd
     ws = cwd / "workspace"
     assert f"workspace: {ws}" in out
     assert "mlflow ui --backend-store-uri" in out

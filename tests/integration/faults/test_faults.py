@@ -1,8 +1,9 @@
 """Fault injection: each fault ends in one line, within a bound, and the rest goes on.
 
 Faults: a corrupted file with its mtime kept; one file per crash class (RGB, complex, negative
-dims, unknown dtype, an inflate bomb) profiled under a memory cap; SIGTERM during training
-setup. Time bounds here are generous harness limits (``timeout=``), not benchmarks.
+dims, unknown dtype, an inflate bomb) profiled under a memory cap; an 8x8x2 volume among normal
+ones; SIGTERM during training setup; MLflow killed mid-run; S3 stalled (SIGSTOP on moto).
+Time bounds here are generous harness limits (``timeout=``), not benchmarks.
 """
 
 from __future__ import annotations
@@ -96,6 +97,49 @@ def _train_cli(data: Path, tmp: Path, *extra: str) -> list[str]:
         sys.executable, "-m", "minivess", "train", "--data", str(data), "--model", "dynunet",
         "--epochs", "2", "--n-folds", "2", "--checkpoint-dir", str(tmp / "ck"), *extra,
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("policy", "line"),
+    [
+        (None, "planner: quarantined mv07: shape (8, 8, 2) is below the minimum patch"),
+        ("pad", "zero-padded up to the patch"),
+    ],
+)
+def test_a_tiny_volume_among_normal_ones_is_the_researchers_call_and_the_rest_trains(
+    tiny_data: Path, tmp_path: Path, policy: str | None, line: str
+) -> None:
+    """An 8x8x2 pair next to six normal ones: ``train`` plans for this machine and trains the
+    rest, saying in one line what it did with the tiny one (quarantined by default, padded with
+    ``small_volumes=pad``); the MLflow run ends FINISHED."""
+    import mlflow
+
+    from minivess.data.synth import VolumeSpec, write_volume
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    write_volume(data, VolumeSpec("mv07", (8, 8, 2), (1.0, 1.0, 2.0), seed=7), seed=0)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ws = str(tmp_path / "ws")
+    env = _env(tmp_path, MLFLOW_TRACKING_URI=uri, MINIVESS_WORKSPACE=ws, COLUMNS="400")  # 1 line
+    extra = ["--set", f"small_volumes={policy}"] if policy else []
+    summary = tmp_path / "summary.json"
+    cmd = _train_cli(data, tmp_path, "--summary-json", str(summary), *extra)
+    cmd[cmd.index("--epochs") + 1] = "1"
+    proc = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False
+    )  # timeout: a generous harness bound, not a benchmark
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "Traceback" not in out
+    assert [ln for ln in out.splitlines() if line in ln], out[-3000:]
+    split = json.loads(summary.read_text())["split"]
+    trained = set(split["train"]) | set(split["val"])
+    normal = {"mv01", "mv02", "mv03", "mv04", "mv05", "mv06"}
+    assert trained == (normal | {"mv07"} if policy == "pad" else normal)
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert [r.info.status for r in runs] == ["FINISHED"]
 
 
 def _wait_line(proc: subprocess.Popen, needle: str, timeout: float) -> list[str]:

@@ -40,6 +40,8 @@ def _experiment(tmp_path: Path, **changes) -> Path:
         ({"data__synth_scal": "small"}, "data.synth_scal", "synth_scale"),
         ({"deploy__backnd": "onnx"}, "deploy.backnd", "backend"),
         ({"model": "dynunett"}, "model", "dynunet"),
+        ({"training__resampling": {"enabeld": True}}, "training.resampling.enabeld", "enabled"),
+        ({"data__test_dri": None}, "data.test_dri", "test_dir"),
     ],
 )
 def test_a_typo_in_each_section_names_the_file_the_field_and_the_fix(
@@ -79,11 +81,15 @@ def test_a_typo_in_the_model_profiles_network_params(tmp_path, monkeypatch) -> N
 def test_a_typo_in_the_data_defaults_is_an_error_not_resampling_off(tmp_path, monkeypatch) -> None:
     root = _config_copy(tmp_path, monkeypatch)
     defaults = root / "data" / "defaults.yaml"
-    defaults.write_text("resampeling:\n  enabled: true\n  method: spacing\n")
-    with pytest.raises(ConfigError) as err:
-        load_experiment(_experiment(tmp_path))
-    msg = str(err.value)
-    assert str(defaults) in msg and "Did you mean 'resampling'?" in msg
+    for text, hint in (
+        ("resampeling:\n  enabled: true\n  method: spacing\n", "resampling"),  # top level
+        ("resampling:\n  enable: true\n", "enabled"),  # inside the block
+    ):
+        defaults.write_text(text)
+        with pytest.raises(ConfigError) as err:
+            load_experiment(_experiment(tmp_path))
+        msg = str(err.value)
+        assert str(defaults) in msg and f"Did you mean '{hint}'?" in msg
 
 
 def test_the_cli_fails_before_prefect_starts_and_writes_nothing(tmp_path: Path) -> None:
