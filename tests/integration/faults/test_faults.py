@@ -35,12 +35,16 @@ def _env(tmp: Path, **extra: str) -> dict[str, str]:
     return env | extra
 
 
-def test_corruption_with_mtime_kept_is_quarantined_and_the_rest_trains(
-    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plan_factory
+def test_corruption_with_mtime_kept_and_each_crash_class_are_quarantined_the_rest_trains(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """mv01 zeroed in place (size and mtime kept) after a cached profile, plus one file of each
+    crash class: the profile misses the cache for mv01 only, ``train`` quarantines each with
+    one line, trains the other five, and its MLflow run ends FINISHED."""
+    import mlflow
+
     from minivess.data.profiler import profile_dataset
-    from minivess.training import train
-    from minivess.training.config import TrainConfig
+    from tests.fixtures.tiny import tiny_plan
 
     monkeypatch.setenv("MINIVESS_CACHE_DIR", str(tmp_path / "cache"))
     data = tmp_path / "data"
@@ -48,17 +52,34 @@ def test_corruption_with_mtime_kept_is_quarantined_and_the_rest_trains(
     before = profile_dataset(data, progress=False, workers=1)
     assert before.n_volumes == 6 and not before.rejected
     corrupt_keep_mtime(data / "raw" / "mv01.nii.gz")
+    for name, (maker, _) in CRASH_CLASSES.items():
+        write_pair(data, name, maker())
     after = profile_dataset(data, progress=False, workers=1)
     assert after.dataset_hash != before.dataset_hash
-    assert after.n_scanned == 1 and after.n_cached == 5  # the changed file missed the cache
-    [bad] = after.rejected
-    assert bad.file.endswith("mv01.nii.gz")
-    assert "corrupted" in bad.reason and "\n" not in bad.reason
-    cfg = TrainConfig(epochs=1, n_folds=2, checkpoint_dir=str(tmp_path / "ck"))
-    summary = train(data, plan_factory(), cfg, progress=False)
-    trained = set(summary.split.train) | set(summary.split.val)
-    assert trained == {"mv02", "mv03", "mv04", "mv05", "mv06"}
-    assert summary.epochs_completed == 1
+    assert after.n_cached == 5  # the five intact volumes; mv01 (same mtime) missed the cache
+    reasons = {Path(r.file).name.removesuffix(".nii.gz"): r.reason for r in after.rejected}
+    assert set(reasons) == {"mv01", *CRASH_CLASSES}
+    assert "corrupted" in reasons["mv01"] and "\n" not in reasons["mv01"]
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ws = str(tmp_path / "ws")
+    env = _env(tmp_path, MLFLOW_TRACKING_URI=uri, MINIVESS_WORKSPACE=ws, COLUMNS="400")  # 1 line
+    summary = tmp_path / "summary.json"
+    plan = tiny_plan().save(tmp_path / "plan.json")
+    cmd = _train_cli(data, tmp_path, "--plan", str(plan), "--summary-json", str(summary))
+    cmd[cmd.index("--epochs") + 1] = "1"
+    proc = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False
+    )  # timeout: a generous harness bound, not a benchmark
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Traceback" not in out, out[-3000:]
+    for name in reasons:
+        assert [ln for ln in out.splitlines() if "quarantined " in ln and name in ln], name
+    split = json.loads(summary.read_text())["split"]
+    assert set(split["train"]) | set(split["val"]) == {"mv02", "mv03", "mv04", "mv05", "mv06"}
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert [r.info.status for r in runs] == ["FINISHED"]
 
 
 PROFILE_UNDER_CAP = """
