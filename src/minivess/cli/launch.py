@@ -43,7 +43,9 @@ def launch(
             "--rehearse",
             help="Run the rendered task here as SkyPilot's node would (fresh HOME, "
             "~/sky_workdir, SKYPILOT_* vars, a loopback S3 bucket), uninterrupted and with "
-            "--preempt preemptions; exit 0 when the metrics match.",
+            "--preempt preemptions; exit 0 when the metrics match. For a serve target: one "
+            "replica against a loopback MLflow registry, probed as SkyServe does, then "
+            "authenticated and unauthenticated requests.",
         ),
     ] = False,
     nodes: Annotated[
@@ -76,21 +78,29 @@ def launch(
     if rehearse:
         from minivess.launch.rehearse import RehearsalOptions, print_report
         from minivess.launch.rehearse import rehearse as run_rehearsal
-
-        report = run_rehearsal(
-            RehearsalOptions(
-                target=target,
-                config=config,
-                data=data,
-                model=model,
-                nodes=nodes,
-                preempt=preempt,
-                grace_s=grace,
-                json_path=json_out,
-                reuse_venv=reuse_venv,
-                system_python=system_python,
-            )
+        from minivess.launch.rehearse_serve import (
+            is_serve_target,
+            print_serve_report,
+            rehearse_serve,
         )
+
+        ropts = RehearsalOptions(
+            target=target,
+            config=config,
+            data=data,
+            model=model,
+            nodes=nodes,
+            preempt=preempt,
+            grace_s=grace,
+            json_path=json_out,
+            reuse_venv=reuse_venv,
+            system_python=system_python,
+        )
+        if is_serve_target(target):  # one SkyServe replica: readiness probe, auth
+            serve_report = rehearse_serve(ropts)
+            print_serve_report(serve_report)
+            raise typer.Exit(0 if serve_report.passed else 1)
+        report = run_rehearsal(ropts)
         print_report(report)
         raise typer.Exit(0 if report.passed else 1)
     if check:

@@ -262,7 +262,8 @@ def _isolated_env(runtime_dir: Path) -> dict[str, str]:
 
 def task_as_node_sees_it(path: Path) -> dict[str, object]:
     """Read ``path`` with ``sky.Task.from_yaml`` (in this process) and return what a node runs:
-    setup, run, envs, secret names, num_nodes, workdir and the mounts with their modes."""
+    setup, run, envs, secret names, num_nodes, workdir, the mounts with their modes and, for a
+    service, its readiness probe as SkyServe parsed it."""
     import yaml
 
     import sky
@@ -276,7 +277,7 @@ def task_as_node_sees_it(path: Path) -> dict[str, object]:
     for dst, storage in (task.storage_mounts or {}).items():
         mode = getattr(storage.mode, "value", storage.mode)
         mounts[dst] = {"source": str(storage.source), "mode": str(mode)}
-    return {
+    out: dict[str, object] = {
         "setup": task.setup,
         "run": task.run,
         "envs": dict(task.envs),
@@ -285,6 +286,18 @@ def task_as_node_sees_it(path: Path) -> dict[str, object]:
         "workdir": task.workdir,
         "mounts": mounts,
     }
+    if task.service is not None:  # what SkyServe's controller probes, as it parsed the spec
+        svc = task.service
+        out["service"] = {
+            "readiness_path": svc.readiness_path,
+            "initial_delay_seconds": svc.initial_delay_seconds,
+            "readiness_timeout_seconds": svc.readiness_timeout_seconds,
+            "probe_interval_seconds": svc.endpoint_probe_interval_seconds,
+            "post_data": svc.post_data,
+            "readiness_headers": svc.readiness_headers,
+            "ports": svc.ports,
+        }
+    return out
 
 
 def read_task(path: Path, runtime_dir: Path, timeout_s: float = 180.0) -> dict[str, object]:
