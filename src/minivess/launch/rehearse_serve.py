@@ -221,6 +221,7 @@ def rehearse_serve(opts: RehearsalOptions) -> ServeRehearsalReport:
             which the report says).
     """
     from minivess.launch.skycheck import read_task
+    from minivess.launch.targets import load_target
     from minivess.settings import load_settings
     from minivess.tracking.stack import StackOptions, stack_down, stack_up
 
@@ -231,38 +232,39 @@ def rehearse_serve(opts: RehearsalOptions) -> ServeRehearsalReport:
         )
     root = Path(opts.work_dir or tempfile.mkdtemp(prefix="minivess-serve-rehearsal-")).absolute()
     root.mkdir(parents=True, exist_ok=True)
-    token_env_default = "MINIVESS_API_TOKEN"
     shell = {
         k: v
         for k, v in process_environ().items()
         if not k.startswith(("AWS_", "SKYPILOT_", "MLFLOW_", "MINIVESS_S3_", "BENTOML_"))
     }
-    prepared = prepare(
-        LaunchOptions(
-            target=opts.target,
-            data=opts.data,
-            model=opts.model,
-            config=opts.config or REHEARSAL_EXPERIMENT,
-            dry_run=False,
-            out_dir=root / "rendered",
-            runtime_dir=opts.runtime_dir,
-            repo_dir=opts.repo_dir,
-            workspace=root / "launch-workspace",
-        ),
-        environ=shell,
-    )
-    svc = prepared.target.service
-    if svc is None:
-        raise RehearsalError(f"{opts.target}: not a serve target (no service section)")
-    task = read_task(prepared.yaml_path, Path(opts.runtime_dir))
-    spec = cast(dict[str, Any], task["service"])
-    token_env = svc.auth_token_env or token_env_default
-    token = secrets.token_urlsafe(24)
     workspace = root / "registry-workspace"
     stack_settings = load_settings(workspace=workspace, environ=shell)
     info = stack_up(StackOptions(artifacts="proxied"), stack_settings)
     try:
-        shell.update(MLFLOW_TRACKING_URI=info.url, **{token_env: token})
+        target = load_target(opts.target)
+        if target.service is None:
+            raise RehearsalError(f"{opts.target}: not a serve target (no service section)")
+        token = secrets.token_urlsafe(24)
+        # The secrets the replica needs, in the rehearsal's shell (by name, as `--secret`).
+        shell["MLFLOW_TRACKING_URI"] = info.url
+        if target.service.auth_token_env:
+            shell[target.service.auth_token_env] = token
+        prepared = prepare(
+            LaunchOptions(
+                target=opts.target,
+                data=opts.data,
+                model=opts.model,
+                config=opts.config or REHEARSAL_EXPERIMENT,
+                dry_run=False,
+                out_dir=root / "rendered",
+                runtime_dir=opts.runtime_dir,
+                repo_dir=opts.repo_dir,
+                workspace=root / "launch-workspace",
+            ),
+            environ=shell,
+        )
+        task = read_task(prepared.yaml_path, Path(opts.runtime_dir))
+        spec = cast(dict[str, Any], task["service"])
         model_uri = _register_champion(
             load_settings(workspace=workspace, environ=shell), prepared.plan_path, root
         )

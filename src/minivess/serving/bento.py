@@ -92,7 +92,7 @@ def prepare_build_context(bundle: Path, ctx_dir: Path, model_tag: str) -> Path:
     Raises:
         BentoBuildError: ``ctx_dir`` exists, is not empty and is not a context we wrote.
     """
-    ctx = Path(ctx_dir)
+    ctx = Path(ctx_dir).absolute()  # `bentoml build` runs with the context as its cwd
     if ctx.exists() and any(ctx.iterdir()) and not (ctx / _MARKER).is_file():
         raise BentoBuildError(
             f"{ctx}: exists and is not a minivess bento build context; choose an empty folder."
