@@ -1,8 +1,9 @@
 """The BentoML segmentation service (new-style ``bentoml.service``).
 
-Start it with ``bentoml serve minivess.serving.service:MinivessSegmenter --port P`` (or
-``minivess serve``); it reads :class:`~minivess.serving.settings.ServeSettings` from its
-environment. Routes:
+Start it with ``bentoml serve <bento tag>``, ``bentoml serve
+minivess.serving.service:MinivessSegmenter --port P`` or ``minivess serve``; it reads
+:class:`~minivess.serving.settings.ServeSettings` from its environment, and without a
+``model_path`` serves its model from BentoML's model store (:func:`stored_model_path`). Routes:
 
 * ``POST /segment``: multipart field ``volume`` (.nii/.nii.gz) -> the mask as .nii.gz, uint8,
   same shape and affine;

@@ -118,3 +118,15 @@ def test_localize_run_binds_loopback_on_the_free_port() -> None:
     assert "0.0.0.0" not in out
     with pytest.raises(RehearsalError, match="--port 8080"):
         localize_run(run, 8080, 45123)
+
+
+def test_cli_routes_a_serve_target_to_the_serve_rehearsal() -> None:
+    """``--preempt`` means nothing for a SkyServe replica: one line, exit 2, nothing started."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "minivess", "launch", "--target", "serve", "--rehearse"]
+    proc = subprocess.run([*cmd, "--preempt", "1"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "serve rehearsal runs one replica" in lines[0], proc.stderr
