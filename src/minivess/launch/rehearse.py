@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -161,16 +162,17 @@ def _stamp_matches(venv: Path, workdir: Path) -> bool:
     The stamp's formula lives only in the script: it is asked with ``--print-stamp``.
     """
     stamp = venv / ".minivess-installed"
-    if not stamp.is_file():
-        return False
-    want = subprocess.run(
+    return stamp.is_file() and stamp.read_text().strip() == _wanted_stamp(workdir)
+
+
+def _wanted_stamp(workdir: Path) -> str:
+    return subprocess.run(
         ["bash", str(workdir / ".ci" / "bootstrap.sh"), "--print-stamp"],
         capture_output=True,
         text=True,
         check=True,
         timeout=30,
     ).stdout.strip()
-    return stamp.read_text().strip() == want
 
 
 class Bucket:
@@ -202,7 +204,7 @@ class Bucket:
             ),
         )
 
-    def keys(self, contains: str = "") -> list[str]:
+    def object_keys(self, contains: str = "") -> list[str]:
         out: list[str] = []
         for page in self.client().get_paginator("list_objects_v2").paginate(Bucket=self.name):
             out += [o["Key"] for o in page.get("Contents", []) if contains in o["Key"]]
@@ -211,14 +213,201 @@ class Bucket:
     def read(self, key: str) -> bytes:
         return self.client().get_object(Bucket=self.name, Key=key)["Body"].read()
 
+    def clear(self) -> None:
+        """Delete every object (a new job starts from an empty bucket)."""
+        client = self.client()
+        for key in self.object_keys():
+            client.delete_object(Bucket=self.name, Key=key)
+
     def stop(self) -> None:
         self._server.stop()
+
+
+class LocalHost:
+    """A node on this machine: its own process group, signalled with ``killpg``."""
+
+    name = "localhost"
+
+    def ip(self) -> str:
+        return "127.0.0.1"
+
+    def make_home(self, home: str, workdir: Path, venv: Path | None, python: Path | None) -> None:
+        """``home`` with ``sky_workdir``, the reused venv link and the image-python shims."""
+        h = Path(home)
+        h.mkdir(parents=True)
+        copy_workdir(workdir, h / "sky_workdir")
+        if venv is not None:
+            if not _stamp_matches(venv, h / "sky_workdir"):
+                raise RehearsalError(_STAMP_HELP.format(venv=venv))
+            (h / ".minivess").mkdir()
+            (h / ".minivess" / "venv").symlink_to(venv)
+        bindir = h.parent / "bin"
+        bindir.mkdir(exist_ok=True)
+        if python is not None:
+            for name in ("python3", "python"):
+                (bindir / name).symlink_to(python)
+
+    def start(
+        self, home: str, script: str, env: dict[str, str], log_path: Path
+    ) -> subprocess.Popen[bytes]:
+        with log_path.open("ab") as out:
+            return subprocess.Popen(
+                ["bash", "-c", script],
+                cwd=Path(home) / "sky_workdir",
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def signal(self, home: str, proc: subprocess.Popen[bytes], sig: int) -> None:
+        """Every process of the node, as a VM's shutdown reaches them: its process group and
+        whatever runs with its HOME (torchrun starts each worker in a session of its own)."""
+        import psutil
+
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        for p in psutil.process_iter():
+            with contextlib.suppress(psutil.Error):
+                if p.pid != os.getpid() and p.environ().get("HOME") == home:
+                    p.send_signal(sig)
+
+    def cleanup(self, root: str) -> None:
+        """Local node folders stay under the rehearsal's work dir (their logs are there)."""
+
+
+class SshHost:
+    """A node reached with the OpenSSH client (an SSH node pool's host), as SkyPilot reaches it.
+
+    The node's HOME is a fresh folder under ``remote_root`` on the host; the workdir travels
+    as a tar stream over ``ssh``; setup and run are a wrapper script on the host that records
+    its process group, so a preemption is ``kill -TERM -- -PGID`` over a second connection
+    (the node keeps its stdout while it saves its checkpoint). A host that is not loopback
+    reaches the rehearsal's bucket through a reverse tunnel (``ssh -R``) to its port.
+    """
+
+    def __init__(self, pool: Any, entry: Any, bucket_port: int) -> None:
+        from minivess.launch.ssh import ssh_command
+
+        self._cmd = lambda remote: ssh_command(pool, entry, 10, remote)
+        self.name = entry if isinstance(entry, str) else entry.ip
+        self._ip = self._resolve()
+        if self._ip not in LOOPBACK:
+            self._forward = ["-o", "ExitOnForwardFailure=yes"]
+            self._forward += ["-R", f"{bucket_port}:127.0.0.1:{bucket_port}"]
+        else:
+            self._forward = []
+
+    def _resolve(self) -> str:
+        """The address ``ssh -G`` resolves the host (or ``~/.ssh/config`` alias) to."""
+        argv = [*self._cmd("")[:-2], "-G", self._cmd("")[-2]]
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        for line in out.stdout.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "hostname" and value:
+                return "127.0.0.1" if value == "localhost" else value
+        raise RehearsalError(f"ssh host {self.name}: `ssh -G` resolved no hostname")
+
+    def ip(self) -> str:
+        return self._ip
+
+    def _run(self, remote: str, data: bytes | None = None) -> str:
+        argv = self._cmd(remote)
+        proc = subprocess.run(argv, input=data, capture_output=True, timeout=300, check=False)
+        if proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace").strip().splitlines()
+            raise RehearsalError(
+                f"ssh host {self.name}: exit {proc.returncode}: {err[-1] if err else ''}"
+            )
+        return proc.stdout.decode(errors="replace")
+
+    def make_home(self, home: str, workdir: Path, venv: Path | None, python: Path | None) -> None:
+        import io
+        import tarfile
+
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for rel in workdir_files(workdir):
+                tar.add(workdir / rel, arcname=str(rel))
+        q = shlex.quote
+        wd, bindir = f"{home}/sky_workdir", f"{home.rsplit('/', 1)[0]}/bin"
+        self._run(f"mkdir -p {q(wd)} {q(bindir)} && tar -C {q(wd)} -xf -", buf.getvalue())
+        if venv is not None:
+            stamp = self._run(f"cat {q(str(venv))}/.minivess-installed 2>/dev/null || true")
+            if stamp.strip() != _wanted_stamp(workdir):
+                raise RehearsalError(_STAMP_HELP.format(venv=f"{self.name}:{venv}"))
+            self._run(
+                f"mkdir -p {q(home)}/.minivess && ln -s {q(str(venv))} {q(home)}/.minivess/venv"
+            )
+        if python is not None:
+            links = " && ".join(
+                f"ln -sf {q(str(python))} {q(bindir)}/{n}" for n in ("python3", "python")
+            )
+            self._run(links)
+
+    def start(
+        self, home: str, script: str, env: dict[str, str], log_path: Path
+    ) -> subprocess.Popen[bytes]:
+        q = shlex.quote
+        wrapper = (
+            f"ps -o pgid= -p $$ | tr -d ' ' > {q(home)}/../pgid\n"
+            f"cd {q(home)}/sky_workdir\n"
+            "exec env -i "
+            + " ".join(q(f"{k}={v}") for k, v in env.items())
+            + f" bash -c {q(script)}\n"
+        )
+        path = f"{home}/../phase.sh"
+        self._run(f"cat > {q(path)}", wrapper.encode())
+        argv = self._cmd(f"bash {q(path)}")
+        argv = argv[:-2] + self._forward + argv[-2:]
+        with log_path.open("ab") as out:
+            return subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def signal(self, home: str, proc: subprocess.Popen[bytes], sig: int) -> None:
+        """The node's process group on the host, and every process there with its HOME."""
+        with contextlib.suppress(RehearsalError, subprocess.TimeoutExpired):
+            self._run(NODE_KILL.format(sig=int(sig), home=shlex.quote(home)))
+        if sig == signal.SIGKILL:  # the VM is gone: so is the connection
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, sig)
+
+    def cleanup(self, root: str) -> None:
+        with contextlib.suppress(RehearsalError, subprocess.TimeoutExpired):
+            self._run(f"rm -rf {shlex.quote(root)}")
+
+
+#: Signal a node on an SSH host: its recorded process group, then each process whose
+#: environment has the node's HOME (``/proc``: Linux hosts, as SkyPilot's SSH pools are).
+NODE_KILL = """\
+home={home}
+pgid=$(cat "$home/../pgid" 2>/dev/null)
+[ -n "$pgid" ] && kill -{sig} -- "-$pgid" 2>/dev/null
+for d in /proc/[0-9]*; do
+  [ "${{d#/proc/}}" = "$$" ] && continue
+  if tr '\\0' '\\n' < "$d/environ" 2>/dev/null | grep -qxF "HOME=$home"; then
+    kill -{sig} "${{d#/proc/}}" 2>/dev/null
+  fi
+done
+true"""
+#: Addresses that are this machine (no reverse tunnel needed to reach the bucket).
+LOOPBACK = ("127.0.0.1", "::1")
+_STAMP_HELP = (
+    "--reuse-venv {venv}: its bootstrap stamp is not for this checkout's pyproject/.ci files; "
+    "run `make setup` (or drop --reuse-venv)"
+)
 
 
 @dataclass
 class _Node:
     rank: int
-    home: Path
+    host: LocalHost | SshHost
+    home: str
     log: Path
     proc: subprocess.Popen[bytes] | None = None
 
@@ -234,8 +423,12 @@ class Rehearsal:
         bucket: Bucket,
         root: Path,
         task_id: str,
+        hosts: list[LocalHost | SshHost] | None = None,
+        remote_root: str = "",
     ) -> None:
         self.opts = opts
+        self.hosts = hosts or [LocalHost()]
+        self.remote_root = remote_root
         self.task = task
         self.shell = shell
         self.bucket = bucket
@@ -243,32 +436,24 @@ class Rehearsal:
         self.task_id = task_id
         self.nodes = int(task.get("num_nodes") or 1)
         self.workdir = Path(str(task["workdir"]))
-        self._attempt = 0
 
     # -- one node ------------------------------------------------------------------------
+    def _host(self, rank: int) -> LocalHost | SshHost:
+        return self.hosts[rank % len(self.hosts)]
+
     def _fresh_node(self, rank: int, label: str) -> _Node:
-        home = self.root / label / f"node{rank}" / "home"
-        home.mkdir(parents=True)
-        copy_workdir(self.workdir, home / "sky_workdir")
-        if self.opts.reuse_venv is not None:
-            venv = Path(self.opts.reuse_venv).absolute()
-            if not _stamp_matches(venv, home / "sky_workdir"):
-                raise RehearsalError(
-                    f"--reuse-venv {venv}: its bootstrap stamp is not for this checkout's "
-                    "pyproject/.ci files; run `make setup` (or drop --reuse-venv)"
-                )
-            (home / ".minivess").mkdir()
-            (home / ".minivess" / "venv").symlink_to(venv)
-        return _Node(rank, home, home.parent / "node.log")
+        host = self._host(rank)
+        base = self.remote_root if isinstance(host, SshHost) else str(self.root)
+        home = f"{base}/{label}/node{rank}/home"
+        venv = Path(self.opts.reuse_venv).absolute() if self.opts.reuse_venv else None
+        python = Path(self.opts.system_python).absolute() if self.opts.system_python else None
+        host.make_home(home, self.workdir, venv, python)
+        log_path = self.root / label / f"node{rank}" / "node.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        return _Node(rank, host, home, log_path)
 
     def _env(self, node: _Node, port: int) -> dict[str, str]:
-        bindir = node.home.parent / "bin"
-        bindir.mkdir(exist_ok=True)
-        if self.opts.system_python is not None:
-            for name in ("python3", "python"):
-                link = bindir / name
-                if not link.exists():
-                    link.symlink_to(Path(self.opts.system_python).absolute())
+        bindir = node.home.rsplit("/", 1)[0] + "/bin"
         env = {k: self.shell[k] for k in NODE_PASSTHROUGH if k in self.shell}
         env.update({k: v for k, v in self.shell.items() if k.startswith("PIP_")})
         env.update({k: str(v) for k, v in (self.task.get("envs") or {}).items()})
@@ -276,11 +461,11 @@ class Rehearsal:
             if self.shell.get(name):
                 env[name] = self.shell[name]
         env.update(
-            HOME=str(node.home),
+            HOME=node.home,
             PATH=f"{bindir}:{node.home}/.local/bin:/usr/local/bin:/usr/bin:/bin",
             SKYPILOT_TASK_ID=self.task_id,
             SKYPILOT_NODE_RANK=str(node.rank),
-            SKYPILOT_NODE_IPS="\n".join(["127.0.0.1"] * self.nodes),
+            SKYPILOT_NODE_IPS="\n".join(self._host(r).ip() for r in range(self.nodes)),
             SKYPILOT_NUM_NODES=str(self.nodes),
             SKYPILOT_NUM_GPUS_PER_NODE="1",
             MINIVESS_MASTER_PORT=str(port),
@@ -290,15 +475,7 @@ class Rehearsal:
         return env
 
     def _bash(self, node: _Node, script: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-        out = node.log.open("ab")
-        return subprocess.Popen(
-            ["bash", "-c", script],
-            cwd=node.home / "sky_workdir",
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        return node.host.start(node.home, script, env, node.log)
 
     # -- one attempt ---------------------------------------------------------------------
     def attempt(self, label: str, preempt_after_s: float | None) -> Attempt:
@@ -322,7 +499,7 @@ class Rehearsal:
         try:
             return self._watch(label, nodes, procs, preempt_after_s, t0)
         finally:
-            self._stop(procs, grace_s=0.0)  # nothing of a node outlives its attempt
+            self._stop(nodes, grace_s=0.0)  # nothing of a node outlives its attempt
 
     def _watch(
         self,
@@ -337,7 +514,7 @@ class Rehearsal:
         started_at: float | None = None
         while any(p.poll() is None for p in procs):
             if time.monotonic() > deadline:
-                self._stop(procs, grace_s=5.0)
+                self._stop(nodes, grace_s=5.0)
                 raise RehearsalError(f"{label}: run did not finish in {self.opts.timeout_s:g} s")
             if preempt_after_s is not None and not preempted:
                 if started_at is None and self._training_started(nodes):
@@ -348,7 +525,7 @@ class Rehearsal:
                         label,
                         self.opts.grace_s,
                     )
-                    self._stop(procs, grace_s=self.opts.grace_s)
+                    self._stop(nodes, grace_s=self.opts.grace_s)
                     preempted = True
             time.sleep(0.2)
         codes = [_exit_code(p.wait()) for p in procs]
@@ -357,9 +534,7 @@ class Rehearsal:
         return Attempt(
             exit_codes=codes,
             preempted=preempted,
-            checkpoint_in_bucket_at_teardown=bool(
-                self.bucket.keys(f"{self.task_id}/") and self._last_keys()
-            ),
+            checkpoint_in_bucket_at_teardown=bool(self._last_keys()),
             seconds=round(time.monotonic() - t0, 1),
             preempted_at=self._preempt_messages(nodes) if preempted else [],
             starts=_positions(nodes[0], START_RE),
@@ -367,7 +542,8 @@ class Rehearsal:
         )
 
     def _last_keys(self) -> list[str]:
-        return [k for k in self.bucket.keys(self.task_id) if k.endswith("/last.pt")]
+        """The cells' last checkpoints: the bucket holds one run's at a time (see rehearse)."""
+        return [k for k in self.bucket.object_keys() if k.endswith("/last.pt")]
 
     @staticmethod
     def _training_started(nodes: list[_Node]) -> bool:
@@ -378,17 +554,18 @@ class Rehearsal:
         )
 
     @staticmethod
-    def _stop(procs: list[subprocess.Popen[bytes]], grace_s: float) -> None:
+    def _stop(nodes: list[_Node], grace_s: float) -> None:
         """SIGTERM every node's process group, wait ``grace_s``, then SIGKILL what is left."""
-        for p in procs:
+        running = [(n, n.proc) for n in nodes if n.proc is not None]
+        for n, p in running:
             if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
+                n.host.signal(n.home, p, signal.SIGTERM)
         end = time.monotonic() + grace_s
-        while time.monotonic() < end and any(p.poll() is None for p in procs):
+        while time.monotonic() < end and any(p.poll() is None for _, p in running):
             time.sleep(0.1)
-        for p in procs:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(p.pid, signal.SIGKILL)  # the VM goes: nothing survives
+        for n, p in running:
+            n.host.signal(n.home, p, signal.SIGKILL)  # the VM goes: nothing survives
+            p.wait()
 
     @staticmethod
     def _preempt_messages(nodes: list[_Node]) -> list[str]:
@@ -479,6 +656,19 @@ def _steps_in(messages: list[str]) -> list[tuple[int, int]]:
     ]
 
 
+def _hosts(target: Any, bucket: Bucket, rid: str) -> tuple[list[LocalHost | SshHost], str]:
+    """Where the nodes run: the ssh target's pool hosts over SSH, else this machine; and the
+    folder on the hosts that holds the nodes' HOMEs."""
+    from minivess.launch.targets import Kind
+
+    if target.kind is not Kind.SSH or target.pool is None:
+        return [LocalHost()], ""
+    port = int(bucket.endpoint.rsplit(":", 1)[1])
+    hosts: list[LocalHost | SshHost] = [SshHost(target.pool, h, port) for h in target.pool.hosts]
+    log.info("rehearsal: nodes run over ssh on %s", ", ".join(h.name for h in hosts))
+    return hosts, f"/tmp/minivess-rehearsal-{rid}"
+
+
 def rehearse(opts: RehearsalOptions) -> RehearsalReport:
     """Render the target, then rehearse it uninterrupted and with ``opts.preempt`` preemptions.
 
@@ -519,20 +709,30 @@ def rehearse(opts: RehearsalOptions) -> RehearsalReport:
                 f"{prepared.yaml_path}: bucket mounts {sorted(unsupported)} are not rehearsed; "
                 "use checkpoints.direct: true (the trainer writes the bucket itself)"
             )
-        base = f"sky-rehearsal-{uuid.uuid4().hex[:8]}_{prepared.target.name}"
-        # Uninterrupted baseline: its own task id (its own checkpoint folder).
-        ref = Rehearsal(opts, task, shell, bucket, root, f"{base}_ref-0")
-        ref_attempt = ref.attempt("uninterrupted", None)
-        ref_metrics, _ = ref.metrics()
-        run = Rehearsal(opts, task, shell, bucket, root, f"{base}_1-0")
-        attempts: list[Attempt] = []
-        for k in range(opts.preempt + 1):
-            delay = 0.5 + 1.5 * k if k < opts.preempt else None
-            att = run.attempt(f"attempt{k}", delay)
-            attempts.append(att)
-            if not att.preempted and any(att.exit_codes):
-                break  # failed (or stopped by itself): no further recovery to rehearse
-        final, _ = run.metrics()
+        rid = uuid.uuid4().hex[:8]
+        base = f"sky-rehearsal-{rid}_{prepared.target.name}"
+        hosts, remote_root = _hosts(prepared.target, bucket, rid)
+        try:
+            # Uninterrupted baseline: its own task id (its own checkpoint folder).
+            ref = Rehearsal(opts, task, shell, bucket, root, f"{base}_ref-0", hosts, remote_root)
+            ref_attempt = ref.attempt("uninterrupted", None)
+            ref_metrics, _ = ref.metrics()
+            if opts.preempt == 0:  # nothing to recover: the uninterrupted run is the run
+                run, attempts, final = ref, [ref_attempt], ref_metrics
+            else:
+                bucket.clear()  # off-spot targets key checkpoints by plan hash, not task id
+                run = Rehearsal(opts, task, shell, bucket, root, f"{base}_1-0", hosts, remote_root)
+                attempts = []
+                for k in range(opts.preempt + 1):
+                    delay = 0.5 + 1.5 * k if k < opts.preempt else None
+                    att = run.attempt(f"attempt{k}", delay)
+                    attempts.append(att)
+                    if not att.preempted and any(att.exit_codes):
+                        break  # failed (or stopped by itself): no further recovery
+                final, _ = run.metrics()
+        finally:
+            for host in {id(h): h for h in hosts}.values():
+                host.cleanup(remote_root)
     finally:
         bucket.stop()
     preempted = [a for a in attempts if a.preempted]

@@ -432,11 +432,17 @@ def train_cells(
     return out, before
 
 
+#: Seconds torchrun waits, after a SIGTERM, for its workers to save their checkpoint before it
+#: SIGKILLs them itself (``TORCH_ELASTIC_SHUTDOWN_TIMEOUT``; torchrun's own default is 30 s).
+#: Longer than any cloud's preemption grace (AWS 120 s, GCP/Azure 30 s): the VM going away is
+#: the deadline, never torchrun.
+TORCHRUN_SHUTDOWN_S = 600
 #: Shell function that runs ``torchrun -m minivess ...`` and maps a worker's preemption
 #: (exit 75 recorded in the marker file) back to 75: torchrun itself exits 1 then.
 TORCHRUN_FUNCTION = """\
 MASTER_ADDR=$(echo "$SKYPILOT_NODE_IPS" | head -n1)
 export MINIVESS_PREEMPTED_MARKER="{plan_dir}/preempted"
+export TORCH_ELASTIC_SHUTDOWN_TIMEOUT="${{TORCH_ELASTIC_SHUTDOWN_TIMEOUT:-{shutdown_s}}}"
 minivess_torchrun() {{
   rm -f "$MINIVESS_PREEMPTED_MARKER"
   rc=0
@@ -535,7 +541,10 @@ def run_section(
     if torchrun:
         lines.append(
             TORCHRUN_FUNCTION.format(
-                plan_dir=NODE_PLAN_DIR, port=MASTER_PORT, code=_preempted_code()
+                plan_dir=NODE_PLAN_DIR,
+                port=MASTER_PORT,
+                code=_preempted_code(),
+                shutdown_s=TORCHRUN_SHUTDOWN_S,
             )
         )
         _decide(
