@@ -261,16 +261,18 @@ class LocalHost:
             )
 
     def signal(self, home: str, proc: subprocess.Popen[bytes], sig: int) -> None:
-        """Every process of the node, as a VM's shutdown reaches them: its process group and
-        whatever runs with its HOME (torchrun starts each worker in a session of its own)."""
+        """Every process of the node once, as a VM's shutdown reaches them: whatever runs with
+        its HOME (torchrun starts each worker in a session of its own, so a process group
+        misses them; a second SIGTERM to torchrun would abort its wait for the workers)."""
         import psutil
 
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
         for p in psutil.process_iter():
             with contextlib.suppress(psutil.Error):
                 if p.pid != os.getpid() and p.environ().get("HOME") == home:
                     p.send_signal(sig)
+        if sig == signal.SIGKILL:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, sig)
 
     def cleanup(self, root: str) -> None:
         """Local node folders stay under the rehearsal's work dir (their logs are there)."""
@@ -280,10 +282,10 @@ class SshHost:
     """A node reached with the OpenSSH client (an SSH node pool's host), as SkyPilot reaches it.
 
     The node's HOME is a fresh folder under ``remote_root`` on the host; the workdir travels
-    as a tar stream over ``ssh``; setup and run are a wrapper script on the host that records
-    its process group, so a preemption is ``kill -TERM -- -PGID`` over a second connection
-    (the node keeps its stdout while it saves its checkpoint). A host that is not loopback
-    reaches the rehearsal's bucket through a reverse tunnel (``ssh -R``) to its port.
+    as a tar stream over ``ssh``; setup and run are a wrapper script on the host that gives the
+    node its environment; a preemption signals the node's processes (by HOME) over a second
+    connection, so the node keeps its stdout while it saves its checkpoint. A host that is not
+    loopback reaches the rehearsal's bucket through a reverse tunnel (``ssh -R``) to its port.
     """
 
     def __init__(self, pool: Any, entry: Any, bucket_port: int) -> None:
@@ -350,7 +352,6 @@ class SshHost:
     ) -> subprocess.Popen[bytes]:
         q = shlex.quote
         wrapper = (
-            f"ps -o pgid= -p $$ | tr -d ' ' > {q(home)}/../pgid\n"
             f"cd {q(home)}/sky_workdir\n"
             "exec env -i "
             + " ".join(q(f"{k}={v}") for k, v in env.items())
@@ -382,12 +383,10 @@ class SshHost:
             self._run(f"rm -rf {shlex.quote(root)}")
 
 
-#: Signal a node on an SSH host: its recorded process group, then each process whose
-#: environment has the node's HOME (``/proc``: Linux hosts, as SkyPilot's SSH pools are).
+#: Signal a node on an SSH host: each process whose environment has the node's HOME, once
+#: (``/proc``: Linux hosts, as SkyPilot's SSH pools are).
 NODE_KILL = """\
 home={home}
-pgid=$(cat "$home/../pgid" 2>/dev/null)
-[ -n "$pgid" ] && kill -{sig} -- "-$pgid" 2>/dev/null
 for d in /proc/[0-9]*; do
   [ "${{d#/proc/}}" = "$$" ] && continue
   if tr '\\0' '\\n' < "$d/environ" 2>/dev/null | grep -qxF "HOME=$home"; then

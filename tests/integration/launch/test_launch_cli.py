@@ -60,7 +60,11 @@ def test_every_target_renders_validates_and_leaks_no_secret(tmp_path: Path, data
     pools.parent.mkdir()
     pools.write_text(yaml.safe_dump({"physics-lab": {"hosts": ["192.0.2.9"], "user": "bob"}}))
     texts = []
-    for target in ("local", "ssh", "spot", "serve"):
+    from minivess.resources import config_dir
+
+    targets = sorted(p.stem for p in (config_dir() / "targets").glob("*.yaml"))
+    assert {"local", "ssh", "spot", "serve"} <= set(targets)  # every shipped target, new ones too
+    for target in targets:
         proc = _launch(
             tmp_path,
             "--target",

@@ -85,7 +85,15 @@ def test_ssh_target_rehearsal_runs_its_node_over_a_real_sshd(tmp_path: Path, ssh
     checkpoints reach the (loopback) lab S3 store. No preemption: one run."""
     log = tmp_path / "sshd" / "sshd.log"
     before = log.read_text().count("Accepted publickey")
-    report = rehearse(_options(tmp_path, target=str(_ssh_target(tmp_path, sshd)), preempt=0))
+    # One epoch: no preemption to place, so the shortest run proves the path.
+    from minivess.resources import config_dir
+
+    exp = (config_dir() / "experiments" / "rehearsal.yaml").read_text()
+    one_epoch = tmp_path / "one-epoch.yaml"
+    one_epoch.write_text(exp.replace("  epochs: 2\n", "  epochs: 1\n"))
+    assert one_epoch.read_text() != exp
+    target = str(_ssh_target(tmp_path, sshd))
+    report = rehearse(_options(tmp_path, target=target, preempt=0, config=str(one_epoch)))
     node_log = tmp_path / "rehearsal" / "uninterrupted" / "node0" / "node.log"
     assert report.exit_codes == [[0]], node_log.read_text()[-3000:]
     assert report.passed and report.final_metrics
