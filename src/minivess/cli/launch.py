@@ -73,6 +73,11 @@ def launch(
     ] = None,
 ) -> None:
     """Render the plan as a SkyPilot task for a target, validate it with SkyPilot, launch it."""
+    if not (rehearse or check):
+        # SkyPilot's import (the floor of a dry run) starts before anything else is imported.
+        from minivess.launch.skycheck import SkyValidator, default_runtime_dir
+
+        early_validator = SkyValidator(default_runtime_dir())
     from minivess.launch.launcher import DEFAULT_OUT, LaunchOptions, execute, prepare
 
     if rehearse:
@@ -117,7 +122,8 @@ def launch(
         workspace=workspace,
         num_nodes=nodes,
     )
-    prepared = prepare(opts)
+    with early_validator:
+        prepared = prepare(opts, validator=early_validator)
     typer.echo(f"rendered {prepared.yaml_path} (plan: {prepared.plan_path})")
     if prepared.pool_file is not None:
         typer.echo(f"ssh pool entry: {prepared.pool_file}")

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -21,12 +22,12 @@ from minivess.config import config_dir, read_yaml
 from minivess.errors import ConfigError
 from minivess.launch import secrets as secret_guard
 from minivess.launch.render import RenderContext, Rendered, SynthSpec, dump_task, render_task
-from minivess.launch.skycheck import CheckItem, SkyValidator, raise_for
+from minivess.launch.skycheck import CheckItem, SkyValidator, default_runtime_dir, raise_for
 from minivess.launch.ssh import DEFAULT_POOLS_FILE, write_pool_entry
 from minivess.launch.targets import Job, Kind, TargetConfig, load_target, target_path
 from minivess.planning.plan import Decision, TrainingPlan
 from minivess.resources import project_root, sky_template
-from minivess.settings import cache_root, process_environ
+from minivess.settings import process_environ
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +35,6 @@ log = logging.getLogger(__name__)
 REPO_DIR = project_root()
 #: Default folder for rendered tasks (git-ignored).
 DEFAULT_OUT = REPO_DIR / "sky" / "rendered"
-
-
-def default_runtime_dir() -> Path:
-    """Isolated SkyPilot home for offline validation (never the user's ~/.sky), in the cache."""
-    return cache_root() / "sky-offline"
 
 
 @dataclass(frozen=True)
@@ -279,8 +275,16 @@ def render_and_write(
     )
 
 
-def prepare(opts: LaunchOptions, environ: Mapping[str, str] | None = None) -> Prepared:
-    """Plan, render, validate and write the task for ``opts.target``; start nothing."""
+def prepare(
+    opts: LaunchOptions,
+    environ: Mapping[str, str] | None = None,
+    validator: SkyValidator | None = None,
+) -> Prepared:
+    """Plan, render, validate and write the task for ``opts.target``; start nothing.
+
+    ``validator``: a :class:`SkyValidator` the caller started earlier (and closes), so that
+    SkyPilot's import overlaps even more of this process's work; default: one started here.
+    """
     from minivess.experiment import load_experiment
     from minivess.settings import load_settings
 
@@ -292,7 +296,11 @@ def prepare(opts: LaunchOptions, environ: Mapping[str, str] | None = None) -> Pr
     exp = load_experiment(opts.config)
     settings = load_settings(workspace=opts.workspace, environ=dict(env))
     # SkyPilot's import runs in its own process while we plan and render.
-    with SkyValidator(Path(opts.runtime_dir)) as validator:
+    with (
+        contextlib.nullcontext(validator)
+        if validator
+        else SkyValidator(Path(opts.runtime_dir)) as validator
+    ):
         data_dir = opts.data or exp.data.dir
         plan_dir = data_dir if data_dir is not None else _ensure_local_data(exp, settings)
         if data_dir is None and target.kind is Kind.LOCAL:

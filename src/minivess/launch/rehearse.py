@@ -44,7 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from minivess.errors import ConfigError, MinivessError
-from minivess.launch.launcher import REPO_DIR, LaunchOptions, default_runtime_dir, prepare
+from minivess.launch.launcher import REPO_DIR, LaunchOptions, prepare
+from minivess.launch.skycheck import default_runtime_dir
 from minivess.settings import process_environ
 
 log = logging.getLogger(__name__)

@@ -437,8 +437,9 @@ def train_cells(
 #: Longer than any cloud's preemption grace (AWS 120 s, GCP/Azure 30 s): the VM going away is
 #: the deadline, never torchrun.
 TORCHRUN_SHUTDOWN_S = 600
-#: Shell function that runs ``torchrun -m minivess ...`` and maps a worker's preemption
-#: (exit 75 recorded in the marker file) back to 75: torchrun itself exits 1 then.
+#: Shell function that runs ``torchrun -m minivess ...`` and maps a preemption back to 75:
+#: torchrun itself exits 1 both when a worker exits 75 (recorded in the marker file) and when
+#: it was SIGTERMed while its workers finished their last step (the run script's trap).
 TORCHRUN_FUNCTION = """\
 MASTER_ADDR=$(echo "$SKYPILOT_NODE_IPS" | head -n1)
 export MINIVESS_PREEMPTED_MARKER="{plan_dir}/preempted"
@@ -450,9 +451,10 @@ minivess_torchrun() {{
     --node_rank="$SKYPILOT_NODE_RANK" --master_addr="$MASTER_ADDR" \\
     --master_port="${{MINIVESS_MASTER_PORT:-{port}}}" \\
     -m minivess "$@" || rc=$?
-  if [ "$rc" -ne 0 ] && [ -e "$MINIVESS_PREEMPTED_MARKER" ]; then
-    echo "minivess: a worker was preempted; torchrun exited $rc, exiting {code} so SkyPilot \
-recovers the job" >&2
+  [ -e "$MINIVESS_PREEMPTED_MARKER" ] && preempted=1
+  if [ "$rc" -ne 0 ] && [ -n "${{preempted:-}}" ]; then
+    echo "minivess: preempted (a worker exited {code}, or SIGTERM reached this node); torchrun \
+exited $rc, exiting {code} so SkyPilot recovers the job" >&2
     return {code}
   fi
   return "$rc"

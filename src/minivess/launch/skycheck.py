@@ -53,6 +53,13 @@ HINTS: tuple[tuple[str, str], ...] = (
 DEFAULT_HINT = "see https://docs.skypilot.co/en/latest/reference/yaml-spec.html"
 
 
+def default_runtime_dir() -> Path:
+    """Isolated SkyPilot home for offline validation (never the user's ~/.sky), in the cache."""
+    from minivess.settings import cache_root
+
+    return cache_root() / "sky-offline"
+
+
 class SkyValidationError(ConfigError):
     """SkyPilot rejected a rendered task."""
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -257,3 +259,45 @@ def test_local_job_experiment_uses_the_local_workspace(
     ctx = RenderContext(model="dynunet", workdir=project, local_workspace=project / "ws")
     cfg = render_task(plan, changed(shipped["local"], job="experiment"), ctx).config
     assert cfg["run"].splitlines()[-1].endswith(f"--workspace {project / 'ws'}")
+
+
+@pytest.mark.parametrize("sigterm", [True, False])
+def test_torchrun_exit_maps_to_75_only_when_the_node_was_preempted(
+    plan: TrainingPlan,
+    ctx: RenderContext,
+    shipped: dict[str, TargetConfig],
+    tmp_path: Path,
+    changed,
+    sigterm: bool,
+) -> None:
+    """torchrun exits 1 when it was SIGTERMed, even if its worker finished its last step and
+    wrote no marker: the rendered script must still exit 75 then (a preemption), and keep a
+    plain torchrun failure (no SIGTERM, no marker) as the error it is. ``torchrun`` is a shim
+    that behaves so (real multi-node DDP is tests/integration/launch/test_rehearsal.py)."""
+    cfg = render_task(plan, changed(shipped["spot"], num_nodes=2), ctx).config
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    started = tmp_path / "started"
+    shim = bindir / "torchrun"
+    shim.write_text(
+        f"#!/bin/bash\ntrap 'exit 1' TERM\ntouch {started}\n"
+        + ("sleep 120 & wait $!\n" if sigterm else "exit 1\n")
+    )
+    shim.chmod(shim.stat().st_mode | stat.S_IEXEC)
+    env = {
+        "PATH": f"{bindir}:/usr/bin:/bin",
+        "SKYPILOT_NODE_IPS": "127.0.0.1",
+        "SKYPILOT_NODE_RANK": "0",
+        "SKYPILOT_NUM_NODES": "2",
+        "SKYPILOT_TASK_ID": "sky-managed-1_minivess-train_1-0",
+        "HOME": str(tmp_path),
+    }
+    proc = subprocess.Popen(["bash", "-c", cfg["run"]], env=env, start_new_session=True)
+    if sigterm:
+        for _ in range(600):  # the shim is up (a poll, not a timing assertion)
+            if started.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGTERM)
+    code = proc.wait(timeout=60)
+    assert code == (PREEMPTED_EXIT_CODE if sigterm else 1)
