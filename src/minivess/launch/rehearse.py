@@ -530,7 +530,6 @@ class Rehearsal:
             time.sleep(0.2)
         codes = [_exit_code(p.wait()) for p in procs]
         log.info("rehearsal %s: exit codes %s", label, codes)
-        stops = _positions(nodes[0], STOP_RE)
         return Attempt(
             exit_codes=codes,
             preempted=preempted,
@@ -538,7 +537,7 @@ class Rehearsal:
             seconds=round(time.monotonic() - t0, 1),
             preempted_at=self._preempt_messages(nodes) if preempted else [],
             starts=_positions(nodes[0], START_RE),
-            stopped_at=stops[-1] if stops else None,
+            stopped_at=_stop_position(nodes[0]),
         )
 
     def _last_keys(self) -> list[str]:
@@ -595,6 +594,24 @@ class Rehearsal:
 #: (1-based epoch, steps done) where a run started / was stopped, from the trainer's log.
 START_RE = re.compile(TRAINING_STARTED + r": from epoch (\d+) step (\d+)")
 STOP_RE = re.compile(r"preempted \(SIGTERM\) in epoch (\d+) after step (\d+)")
+
+
+#: The trainer's summary line of a finished epoch ("epoch 2/2: train_loss ...").
+EPOCH_DONE_RE = re.compile(r"epoch (\d+)/\d+: ")
+
+
+def _stop_position(node: _Node) -> list[int] | None:
+    """(1-based epoch, steps done) where the node's last cell stopped: its preemption message,
+    else just after its last finished epoch (a SIGTERM during the final step lets the training
+    finish, with no preemption message); ``None`` when it said neither."""
+    text = _flat(node.log.read_text(errors="replace")) if node.log.is_file() else ""
+    starts = list(START_RE.finditer(text))
+    tail = text[starts[-1].end() :] if starts else text
+    stops = STOP_RE.findall(tail)
+    if stops:
+        return [int(stops[-1][0]), int(stops[-1][1])]
+    done = EPOCH_DONE_RE.findall(tail)
+    return [int(done[-1]) + 1, 0] if done else None
 
 
 def _positions(node: _Node, pattern: re.Pattern[str]) -> list[list[int]]:
