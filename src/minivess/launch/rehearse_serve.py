@@ -309,7 +309,7 @@ def _run_replica(
             return _finish(opts, report)
     run = localize_run(str(task["run"]), port, local_port)
     log.info("serve rehearsal: run on 127.0.0.1:%d: %s", local_port, shlex.join(run.split()[-6:]))
-    proc = node_runner._bash(node, run, env)
+    proc = node.proc = node_runner._bash(node, run, env)
     url = f"http://127.0.0.1:{local_port}"
     t_run = time.monotonic()
     try:
@@ -322,7 +322,7 @@ def _run_replica(
                 url, volume, token
             )
     finally:
-        Rehearsal._stop([proc], grace_s=STOP_GRACE_S)
+        Rehearsal._stop([node], grace_s=STOP_GRACE_S)
     return _finish(opts, report)
 
 
