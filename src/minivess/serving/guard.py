@@ -26,6 +26,7 @@ Pure ASGI, no BentoML import: unit tests drive it with plain coroutines.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import time
@@ -217,30 +218,35 @@ def _boundary(headers: dict[bytes, bytes]) -> bytes:
     return boundary
 
 
+@functools.cache
+def _http_collectors() -> tuple[Any, Any]:
+    """The request counter and duration histogram, registered once per process.
+
+    ``prometheus_client`` refuses a second collector of the same name in its global registry, so
+    every :class:`RequestGuard` of a process (another worker app, a test) shares these.
+    """
+    import prometheus_client as prom
+
+    return (
+        prom.Counter(
+            "minivess_http_requests",
+            "HTTP requests by route (unknown paths fold into 'other') and status",
+            ["route", "status"],
+        ),
+        prom.Histogram(
+            "minivess_http_request_seconds",
+            "HTTP request duration (s) by route",
+            ["route"],
+            buckets=REQUEST_BUCKETS,
+        ),
+    )
+
+
 class _HttpMetrics:
     """Request count and duration by (route, status), created lazily in the worker."""
 
-    def __init__(self) -> None:
-        self._collectors: tuple[Any, Any] | None = None
-
     def observe(self, route: str, status: int, seconds: float) -> None:
-        if self._collectors is None:
-            import prometheus_client as prom
-
-            self._collectors = (
-                prom.Counter(
-                    "minivess_http_requests",
-                    "HTTP requests by route (unknown paths fold into 'other') and status",
-                    ["route", "status"],
-                ),
-                prom.Histogram(
-                    "minivess_http_request_seconds",
-                    "HTTP request duration (s) by route",
-                    ["route"],
-                    buckets=REQUEST_BUCKETS,
-                ),
-            )
-        total, duration = self._collectors
+        total, duration = _http_collectors()
         total.labels(route, str(status)).inc()
         duration.labels(route).observe(seconds)
 

@@ -197,3 +197,22 @@ def test_unknown_paths_fold_into_one_label() -> None:
     }
     assert OTHER_ROUTE in routes and "/segment" in routes
     assert not any(r.startswith("/random") for r in routes)
+
+
+def test_two_recording_guards_in_one_process_share_the_collectors() -> None:
+    """A second guard (another app in the worker, a rerun) must not re-register the metrics."""
+    import prometheus_client as prom
+
+    def requests_seen() -> float:
+        return sum(
+            s.value
+            for m in prom.REGISTRY.collect()
+            if m.name == "minivess_http_requests"
+            for s in m.samples
+            if s.name.endswith("_total")
+        )
+
+    before = requests_seen()
+    for _ in range(2):
+        call(RequestGuard(echo_app, 1000, record=True))
+    assert requests_seen() == before + 2
