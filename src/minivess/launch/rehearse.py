@@ -60,8 +60,19 @@ DEFAULT_GRACE_S = 30.0
 from minivess.training.loop import PREEMPTED_EXIT_CODE, TRAINING_STARTED  # noqa: E402
 
 #: Environment passed from the rehearsal's shell to a node besides the task's envs and secrets
-#: (the machine's own settings: locale, thread count, package index).
-NODE_PASSTHROUGH = ("LANG", "LC_ALL", "OMP_NUM_THREADS", "TMPDIR", "USER", "LOGNAME")
+#: (the machine's own settings: locale, thread count, CA bundle), plus every ``PIP_*`` and
+#: ``UV_*`` variable (package index, certificates: behind a TLS-intercepting proxy, export
+#: ``SSL_CERT_FILE`` or ``UV_NATIVE_TLS=1`` so the node's ``uv`` trusts it as pip does).
+NODE_PASSTHROUGH = (
+    "LANG",
+    "LC_ALL",
+    "OMP_NUM_THREADS",
+    "TMPDIR",
+    "USER",
+    "LOGNAME",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+)
 #: The fake credentials the rehearsal's shell holds (moto accepts any).
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "rehearsal-key-id",
@@ -455,7 +466,7 @@ class Rehearsal:
     def _env(self, node: _Node, port: int) -> dict[str, str]:
         bindir = node.home.rsplit("/", 1)[0] + "/bin"
         env = {k: self.shell[k] for k in NODE_PASSTHROUGH if k in self.shell}
-        env.update({k: v for k, v in self.shell.items() if k.startswith("PIP_")})
+        env.update({k: v for k, v in self.shell.items() if k.startswith(("PIP_", "UV_"))})
         env.update({k: str(v) for k, v in (self.task.get("envs") or {}).items()})
         for name in self.task.get("secrets") or []:
             if self.shell.get(name):
