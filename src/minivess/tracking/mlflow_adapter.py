@@ -18,7 +18,12 @@ from typing import Any
 from minivess.errors import ContractError, MinivessError
 from minivess.settings import Settings, scoped_environ
 from minivess.tracking.contract import CHAMPION_ALIAS, EXPERIMENTS, REGISTERED_MODEL, Flow, Tag
-from minivess.tracking.storage import check_bucket, mlflow_s3_env
+from minivess.tracking.storage import (
+    artifact_upload_errors,
+    bounded_default_clients,
+    check_bucket,
+    mlflow_s3_env,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +69,8 @@ def check_tracking_server(uri: str, attempts: int = SERVER_PROBE_ATTEMPTS) -> No
 
 #: Attribute of a client from :func:`connect` holding the environment MLflow's S3 store needs.
 _S3_ENV_ATTR = "_minivess_s3_env"
+#: Attribute of a client from :func:`connect`: True when artifacts may go to S3.
+_S3_USED_ATTR = "_minivess_s3_used"
 
 
 def connect(settings: Settings) -> Any:
@@ -83,6 +90,7 @@ def connect(settings: Settings) -> Any:
     check_bucket(settings.storage.s3)
     client = mlflow.MlflowClient(settings.tracking_uri)
     setattr(client, _S3_ENV_ATTR, mlflow_s3_env(settings.storage.s3))
+    setattr(client, _S3_USED_ATTR, settings.storage.s3.enabled)
     replay_pending(settings.workspace, settings.tracking_uri, client)
     return client
 
@@ -94,12 +102,20 @@ def session(client: Any) -> Iterator[None]:
     ``mlflow.set_tracking_uri`` exports ``MLFLOW_TRACKING_URI`` and MLflow's S3 store reads
     ``MLFLOW_S3_ENDPOINT_URL`` from the environment; both are scoped here and the previous
     tracking URI and environment come back on exit, so a long-lived worker never inherits them.
+    With S3 configured, MLflow's own S3 client gets the same bounded retries and timeouts as
+    ours (:func:`~minivess.tracking.storage.bounded_default_clients`).
     """
     from mlflow.tracking._tracking_service import utils
 
+    s3 = (
+        bounded_default_clients()
+        if getattr(client, _S3_USED_ATTR, False)
+        else contextlib.nullcontext()
+    )
     with (
         scoped_environ(getattr(client, _S3_ENV_ATTR, {})),
         utils._use_tracking_uri(client.tracking_uri),
+        s3,
     ):
         yield
 
@@ -254,27 +270,31 @@ def set_tags(tags: dict[str, str]) -> None:
 def log_text(text: str, path: str) -> None:
     import mlflow
 
-    mlflow.log_text(text, path)
+    with artifact_upload_errors():
+        mlflow.log_text(text, path)
 
 
 def log_dict(obj: Any, path: str) -> None:
     import mlflow
 
-    mlflow.log_dict(obj, path)
+    with artifact_upload_errors():
+        mlflow.log_dict(obj, path)
 
 
 def log_file(path: str | Path, folder: str | None = None) -> None:
     """Copy a local file into the active run, under ``folder``."""
     import mlflow
 
-    mlflow.log_artifact(str(path), folder)
+    with artifact_upload_errors():
+        mlflow.log_artifact(str(path), folder)
 
 
 def log_dir(path: str | Path, folder: str | None = None) -> None:
     """Copy a local directory's files into the active run, under ``folder``."""
     import mlflow
 
-    mlflow.log_artifacts(str(path), folder)
+    with artifact_upload_errors():
+        mlflow.log_artifacts(str(path), folder)
 
 
 def log_bytes(data: bytes, name: str, folder: str) -> None:
@@ -297,7 +317,8 @@ def log_segmenter_model(checkpoint: bytes) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / "best.pt"
         local.write_bytes(checkpoint)
-        info = log_segmenter(local)
+        with artifact_upload_errors():
+            info = log_segmenter(local)
     set_tags({Tag.MODEL_URI.value: info.model_uri})
     return str(info.model_uri)
 

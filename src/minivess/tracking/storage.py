@@ -6,6 +6,8 @@ One place builds boto3 clients so that every caller gets the same endpoint, chec
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from minivess.errors import MinivessError
@@ -24,19 +26,64 @@ class StorageUnavailableError(MinivessError):
     """The configured S3 endpoint cannot be reached or the bucket is missing."""
 
 
-def s3_client(endpoint_url: str | None = None) -> Any:
-    """A boto3 S3 client with bounded retries and ``when_required`` checksums."""
-    import boto3
+def bounded_config() -> Any:
+    """botocore settings every S3 client here uses: bounded retries and timeouts, and
+    ``when_required`` checksums (S3-compatible stores need them)."""
     from botocore.config import Config
 
-    config = Config(
-        retries={"max_attempts": S3_MAX_ATTEMPTS, "mode": "standard"},
+    return Config(
+        retries={"total_max_attempts": S3_MAX_ATTEMPTS, "mode": "standard"},
         connect_timeout=S3_CONNECT_TIMEOUT_S,
         read_timeout=S3_READ_TIMEOUT_S,
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
-    return boto3.client("s3", endpoint_url=endpoint_url, config=config)
+
+
+def s3_client(endpoint_url: str | None = None) -> Any:
+    """A boto3 S3 client with bounded retries and ``when_required`` checksums."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint_url, config=bounded_config())
+
+
+@contextlib.contextmanager
+def bounded_default_clients() -> Iterator[None]:
+    """For the block, boto3 clients that a library creates itself get :func:`bounded_config`.
+
+    MLflow's S3 artifact repository builds its own client (``boto3.client("s3", config=...)``
+    with only the signature and addressing set), so its retries and read timeout would be
+    botocore's defaults: minutes on a stalled endpoint. A botocore session's default client
+    config is merged under the library's own, so the bounds apply and the library's settings
+    win where both set one. The previous default session comes back on exit.
+    """
+    import boto3
+
+    previous = boto3.DEFAULT_SESSION
+    bounded = boto3.Session()
+    bounded._session.set_default_client_config(bounded_config())
+    boto3.DEFAULT_SESSION = bounded
+    try:
+        yield
+    finally:
+        boto3.DEFAULT_SESSION = previous
+
+
+@contextlib.contextmanager
+def artifact_upload_errors() -> Iterator[None]:
+    """An S3 failure while MLflow stores an artifact becomes one line naming the fix."""
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except (BotoCoreError, ClientError, S3UploadFailedError) as err:
+        reason = " ".join(str(err).split())[:200]
+        raise StorageUnavailableError(
+            f"MLflow could not store an artifact on S3 ({reason}); the endpoint is stalled or "
+            f"unreachable: check it, or s3.endpoint_url in configs/storage.yaml / "
+            f"MINIVESS_S3_ENDPOINT_URL, and rerun."
+        ) from None
 
 
 def check_bucket(s3: S3Settings) -> None:

@@ -277,12 +277,18 @@ def test_data_version_to_a_missing_bucket_shows_dvcs_reason_and_rolls_back(
     assert not (ws / "data.dvc").exists()  # nothing half-versioned
 
 
-def test_stalled_s3_ends_dvc_and_checkpoints_in_one_line_within_a_bound(
-    tmp_path: Path, moto_process
+def test_stalled_s3_ends_dvc_checkpoints_and_mlflow_artifacts_in_one_line_within_a_bound(
+    tmp_path: Path, moto_process, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     import boto3
+    import mlflow
 
     from minivess.settings import load_settings
+    from minivess.tracking import mlflow_adapter as mfa
+    from minivess.tracking.contract import Flow
+    from minivess.tracking.storage import StorageUnavailableError
     from minivess.training.checkpoint import CheckpointError, write_bytes
     from minivess.versioning.dvc import DvcError, version_data
 
@@ -293,7 +299,12 @@ def test_stalled_s3_ends_dvc_and_checkpoints_in_one_line_within_a_bound(
     (ws / "data.dvc").parent.mkdir(parents=True, exist_ok=True)
     settings = load_settings(
         ws, environ={"MINIVESS_S3_BUCKET": "stalled", "MINIVESS_S3_ENDPOINT_URL": url}
-    )
+    ).ensure()
+    client = mfa.connect(settings)  # the bucket answers now: MLflow artifacts go to S3
+    # A user's AWS setup may ask for many retries; MLflow's own S3 client would honour them
+    # (10 x botocore's 60 s read timeout): the bounded client config must win.
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "10")
+    default_session = boto3.DEFAULT_SESSION
     proc.send_signal(signal.SIGSTOP)  # the endpoint accepts connections, then never answers
     t0 = time.monotonic()
     with pytest.raises(DvcError) as err:
@@ -302,11 +313,27 @@ def test_stalled_s3_ends_dvc_and_checkpoints_in_one_line_within_a_bound(
     assert "did not finish" in str(err.value) or "timed out" in str(err.value).lower()
     assert not (ws / "data.dvc").exists()
 
-    t0 = time.monotonic()
-    with pytest.raises(CheckpointError) as ck_err:
+    def checkpoint() -> None:
         write_bytes("s3://stalled/run/last.pt", b"state", endpoint_url=url)
-    assert time.monotonic() - t0 < 180  # harness bound; the client's budget is ~1 min
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(1) as pool:  # the checkpoint and the MLflow artifact, side by side
+        saved = pool.submit(checkpoint)
+        with (
+            pytest.raises(StorageUnavailableError) as art_err,
+            mfa.flow_run(client, settings, Flow.DATA) as run,
+        ):
+            mfa.log_text("profile", "profile.json")
+        with pytest.raises(CheckpointError) as ck_err:
+            saved.result()
+    # harness bound: both clients' budget is ~1 min (botocore's defaults would be many minutes)
+    assert time.monotonic() - t0 < 180
     assert "s3://stalled/run/last.pt" in str(ck_err.value)
+    message = str(art_err.value)
+    assert "MLflow could not store an artifact on S3" in message and "\n" not in message
+    ended = mlflow.MlflowClient(settings.tracking_uri).get_run(run.info.run_id)
+    assert ended.info.status == "FAILED"  # never left RUNNING
+    assert boto3.DEFAULT_SESSION is default_session  # the bounded default was scoped
 
 
 def _mlflow_server(root: Path, port: int) -> subprocess.Popen:
