@@ -697,6 +697,23 @@ def _hosts(target: Any, bucket: Bucket, rid: str) -> tuple[list[LocalHost | SshH
     return hosts, f"/tmp/minivess-rehearsal-{rid}"
 
 
+def launch_options(opts: RehearsalOptions, root: Path, **extra: Any) -> LaunchOptions:
+    """What the launcher renders for a rehearsal of ``opts`` under ``root`` (a real render, not
+    a dry run: the rehearsal runs it)."""
+    return LaunchOptions(
+        target=opts.target,
+        data=opts.data,
+        model=opts.model,
+        config=opts.config or REHEARSAL_EXPERIMENT,
+        dry_run=False,
+        out_dir=root / "rendered",
+        runtime_dir=opts.runtime_dir,
+        repo_dir=opts.repo_dir,
+        workspace=root / "launch-workspace",
+        **extra,
+    )
+
+
 def rehearse(opts: RehearsalOptions) -> RehearsalReport:
     """Render the target, then rehearse it uninterrupted and with ``opts.preempt`` preemptions.
 
@@ -714,17 +731,10 @@ def rehearse(opts: RehearsalOptions) -> RehearsalReport:
     try:
         shell = _shell_env(bucket)
         prepared = prepare(
-            LaunchOptions(
-                target=opts.target,
-                data=opts.data,
-                model=opts.model,
-                config=opts.config or REHEARSAL_EXPERIMENT,
-                dry_run=False,
-                out_dir=root / "rendered",
-                runtime_dir=opts.runtime_dir,
+            launch_options(
+                opts,
+                root,
                 pools_file=root / "rendered" / "ssh_node_pools.yaml",
-                repo_dir=opts.repo_dir,
-                workspace=root / "launch-workspace",
                 num_nodes=opts.nodes,
             ),
             environ=shell,

@@ -38,14 +38,14 @@ from pathlib import Path
 from typing import Any, cast
 
 from minivess.errors import ConfigError
-from minivess.launch.launcher import LaunchOptions, prepare
+from minivess.launch.launcher import prepare
 from minivess.launch.rehearse import (
-    REHEARSAL_EXPERIMENT,
     Bucket,
     Rehearsal,
     RehearsalError,
     RehearsalOptions,
     _free_port,
+    launch_options,
 )
 from minivess.settings import process_environ
 
@@ -249,20 +249,7 @@ def rehearse_serve(opts: RehearsalOptions) -> ServeRehearsalReport:
         shell["MLFLOW_TRACKING_URI"] = info.url
         if target.service.auth_token_env:
             shell[target.service.auth_token_env] = token
-        prepared = prepare(
-            LaunchOptions(
-                target=opts.target,
-                data=opts.data,
-                model=opts.model,
-                config=opts.config or REHEARSAL_EXPERIMENT,
-                dry_run=False,
-                out_dir=root / "rendered",
-                runtime_dir=opts.runtime_dir,
-                repo_dir=opts.repo_dir,
-                workspace=root / "launch-workspace",
-            ),
-            environ=shell,
-        )
+        prepared = prepare(launch_options(opts, root), environ=shell)
         task = read_task(prepared.yaml_path, Path(opts.runtime_dir))
         spec = cast(dict[str, Any], task["service"])
         model_uri = _register_champion(
