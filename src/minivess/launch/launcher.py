@@ -22,7 +22,13 @@ from minivess.config import config_dir, read_yaml
 from minivess.errors import ConfigError
 from minivess.launch import secrets as secret_guard
 from minivess.launch.render import RenderContext, Rendered, SynthSpec, dump_task, render_task
-from minivess.launch.skycheck import CheckItem, SkyValidator, default_runtime_dir, raise_for
+from minivess.launch.skycheck import (
+    CheckItem,
+    SkyValidator,
+    default_runtime_dir,
+    raise_for,
+    skypilot_version,
+)
 from minivess.launch.ssh import DEFAULT_POOLS_FILE, write_pool_entry
 from minivess.launch.targets import Job, Kind, TargetConfig, load_target, target_path
 from minivess.planning.plan import Decision, TrainingPlan
@@ -243,6 +249,13 @@ def render_and_write(
     try:
         [result] = validator.validate([item])
         raise_for(result, yaml_path, template_path)
+        if result.cached:
+            log.info(
+                "launch: validation = cached (SkyPilot %s accepted these exact task bytes "
+                "before; delete %s to revalidate)",
+                skypilot_version(),
+                validator.cache.root,
+            )
     except Exception:
         tmp.unlink(missing_ok=True)
         raise

@@ -13,15 +13,22 @@ writes under ``~/.sky`` and SkyPilot fixes its catalog path at import time. The 
 3. prints one JSON line: ``{"ok": bool, "stage": ..., "error": ...}``.
 
 The real user's ``~/.sky`` is never touched.
+
+A task SkyPilot accepted is remembered (:class:`ValidationCache`, under the runtime dir): the
+same task bytes, offline state, local paths, SkyPilot version and this module validate again
+without starting SkyPilot, so a repeated dry run does not pay ``import sky`` (seconds). Only
+acceptances are kept; a rejection is always SkyPilot's fresh message.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from minivess.errors import ConfigError
@@ -69,6 +76,8 @@ class CheckResult:
     ok: bool
     stage: str = ""
     error: str = ""
+    #: SkyPilot accepted these exact bytes before (:class:`ValidationCache`); not rerun.
+    cached: bool = False
 
 
 def hint_for(message: str, template: str) -> str:
@@ -159,12 +168,87 @@ def check_in_process(path: Path, serve: bool) -> CheckResult:
     return CheckResult(True)
 
 
+def skypilot_version() -> str:
+    """The installed SkyPilot's version, read from its metadata (``sky`` is not imported)."""
+    from importlib.metadata import version
+
+    return version("skypilot")
+
+
+def _local_paths(task: object) -> list[str]:
+    """The local paths SkyPilot checks when validating ``task``: the workdir and local
+    ``file_mounts`` sources (bucket URLs are not checked offline)."""
+    if not isinstance(task, dict):
+        return []
+    sources: list[object] = [task.get("workdir")]
+    for src in (task.get("file_mounts") or {}).values():
+        sources.append(src.get("source") if isinstance(src, dict) else src)
+    flat = [s for src in sources for s in (src if isinstance(src, list) else [src])]
+    return [s for s in flat if isinstance(s, str) and "://" not in s]
+
+
+class ValidationCache:
+    """SkyPilot's acceptances, keyed by everything the verdict depends on.
+
+    The key hashes the task file's bytes, the item's offline state (accelerators, clouds,
+    pool), whether each local path the task names exists (and is a folder), SkyPilot's version
+    and this module's source (the validation procedure). Entries are small JSON files under
+    ``<runtime dir>/validated``; delete that folder to make every task validate afresh.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def key(self, item: CheckItem) -> str:
+        import yaml
+
+        text = Path(item.path).read_bytes()
+        try:
+            paths = _local_paths(yaml.safe_load(text))
+        except yaml.YAMLError:
+            paths = []  # SkyPilot reports the YAML error; the bytes alone are the key
+        digest = hashlib.sha256()
+        for part in (
+            f"skypilot {skypilot_version()}".encode(),
+            Path(__file__).read_bytes(),
+            json.dumps({**asdict(item), "path": None}, sort_keys=True).encode(),
+            text,
+            *(f"{p}\0{self._state(p)}".encode() for p in paths),
+        ):
+            digest.update(hashlib.sha256(part).digest())
+        return digest.hexdigest()
+
+    def _state(self, path: str) -> str:
+        """Whether ``path`` exists (and is a folder) as the SkyPilot child resolves it: ``~`` is
+        its isolated home, a relative path is below its working dir (the runtime dir)."""
+        runtime = self.root.parent
+        full = Path(path.replace("~", str(runtime / "home"), 1) if path[:1] == "~" else path)
+        full = full if full.is_absolute() else runtime / full
+        return f"{full.exists()}/{full.is_dir()}"
+
+    def get(self, key: str) -> CheckResult | None:
+        """The cached acceptance for ``key``, or None."""
+        return CheckResult(True, cached=True) if (self.root / f"{key}.json").is_file() else None
+
+    def put(self, key: str, result: CheckResult) -> None:
+        """Remember ``result`` when SkyPilot accepted the task (rejections are not kept)."""
+        if not result.ok:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        entry = {"skypilot": skypilot_version(), "accepted_at": datetime.now(UTC).isoformat()}
+        _write_atomic(self.root / f"{key}.json", json.dumps(entry) + "\n")
+
+
 class SkyValidator:
     """An isolated SkyPilot child started early: it imports ``sky`` while the caller plans and
-    renders, then validates the tasks sent to :meth:`validate`. Use as a context manager."""
+    renders, then validates the tasks sent to :meth:`validate`. Use as a context manager.
+
+    Tasks SkyPilot accepted before (:class:`ValidationCache`) are answered from the cache; when
+    every task is, the child is stopped unused."""
 
     def __init__(self, runtime_dir: Path) -> None:
         runtime_dir = Path(runtime_dir).expanduser().absolute()
+        self.cache = ValidationCache(runtime_dir / "validated")
         env = _isolated_env(runtime_dir)
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "minivess.launch.skycheck", "--stdin"],
@@ -177,12 +261,27 @@ class SkyValidator:
         )
 
     def validate(self, items: list[CheckItem], timeout_s: float = 180.0) -> list[CheckResult]:
-        """Validate ``items`` (once per validator).
+        """Validate ``items`` (once per validator): from the cache, else with SkyPilot.
 
         Raises:
             SkyValidationError: the child did not report (crash, timeout).
         """
-        spec = [dict(i.__dict__, path=str(Path(i.path).absolute())) for i in items]
+        keys = [self.cache.key(i) for i in items]
+        known = [self.cache.get(k) for k in keys]
+        todo = [i for i, hit in zip(items, known, strict=True) if hit is None]
+        if not todo:
+            self.close()
+            return [hit for hit in known if hit is not None]
+        fresh = iter(self._run_child(todo, timeout_s))
+        results = [hit if hit is not None else next(fresh) for hit in known]
+        for key, hit, result in zip(keys, known, results, strict=True):
+            if hit is None:
+                self.cache.put(key, result)
+        return results
+
+    def _run_child(self, items: list[CheckItem], timeout_s: float) -> list[CheckResult]:
+        """Send ``items`` to the SkyPilot child and read one result per item."""
+        spec = [dict(asdict(i), path=str(Path(i.path).absolute())) for i in items]
         try:
             out, err = self._proc.communicate(json.dumps(spec), timeout=timeout_s)
         except subprocess.TimeoutExpired:
