@@ -33,10 +33,10 @@ URL_CREDENTIALS = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
 class Kind(StrEnum):
     """The four rungs of the maturity ladder."""
 
-    LOCAL = "local"
-    SSH = "ssh"
-    SPOT = "spot"
-    SERVE = "serve"
+    LOCAL = "local"  # this machine, no SkyPilot: `bash -c <run>` in the project
+    SSH = "ssh"  # a lab's own servers as a SkyPilot SSH node pool (`sky ssh up`)
+    SPOT = "spot"  # a managed spot job on any cloud (`sky jobs launch`), recovered on preemption
+    SERVE = "serve"  # public inference as a SkyServe service (`sky serve up`)
 
 
 class Job(StrEnum):

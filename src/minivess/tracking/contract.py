@@ -13,10 +13,10 @@ from enum import StrEnum
 class Flow(StrEnum):
     """Value of the :attr:`Tag.FLOW` tag: which persona flow wrote the run."""
 
-    DATA = "data"
-    TRAIN = "train"
-    ANALYSIS = "analysis"
-    DEPLOY = "deploy"
+    DATA = "data"  # flow 1: validate, profile and version the dataset
+    TRAIN = "train"  # flow 2: the losses x folds grid, one child run per cell
+    ANALYSIS = "analysis"  # flow 3: held-out evaluation, ensembles, the champion
+    DEPLOY = "deploy"  # flow 4: export, BentoML build, smoke test, the service task
 
 
 class Tag(StrEnum):

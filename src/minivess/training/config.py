@@ -28,10 +28,10 @@ from minivess.config import StrictModel, config_dir, load_yaml_model, parse_mode
 class LossName(StrEnum):
     """Losses selectable in the experiment YAML (MONAI implementations)."""
 
-    DICECE = "dicece"
-    DICE = "dice"
-    FOCAL = "focal"
-    CLDICE = "cldice"
+    DICECE = "dicece"  # monai.losses.DiceCELoss
+    DICE = "dice"  # monai.losses.DiceLoss
+    FOCAL = "focal"  # monai.losses.FocalLoss
+    CLDICE = "cldice"  # monai.losses.SoftDiceclDiceLoss (topology-aware, for vessels)
 
 
 class ResamplingMethod(StrEnum):
