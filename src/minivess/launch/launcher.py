@@ -95,14 +95,13 @@ def sky_command(target: TargetConfig, yaml_path: Path, pool_file: Path | None) -
 def local_gpu_names(known: list[str]) -> list[str]:
     """This machine's GPUs as SkyPilot accelerator strings (``"A100:2"``), known names only."""
     from minivess.planning.hardware import detect_hardware
+    from minivess.planning.node import accelerator_matches
 
     hw = detect_hardware()
     if not hw.gpu_count or not hw.gpu_name:
         return []
-    name = hw.gpu_name.upper()
-    for candidate in sorted(known, key=len, reverse=True):
-        base, _, mem = candidate.upper().partition("-")
-        if base in name and (not mem or mem in name):
+    for candidate in sorted(known, key=len, reverse=True):  # A100-80GB before A100
+        if accelerator_matches(candidate, hw.gpu_name):
             return [f"{candidate}:{hw.gpu_count}"]
     log.info(
         "launch: local GPU %r is not in configs/gpus.yaml; rendered without accelerators",

@@ -1,9 +1,10 @@
 """Plan + target settings + template → a SkyPilot task config (a plain dict, dumped as YAML).
 
-Pure functions: no SkyPilot import, no I/O. :func:`render_task` returns the task dict and the
-decisions it took, each with its reason. The ``run:`` command is the same ``minivess`` call a
-user types locally; on more than one node it is wrapped in ``torchrun`` fed by SkyPilot's
-``SKYPILOT_NODE_IPS`` / ``SKYPILOT_NODE_RANK`` / ``SKYPILOT_NUM_GPUS_PER_NODE``.
+Pure functions: no SkyPilot import, no I/O but the cached GPU table (``configs/gpus.yaml``,
+:func:`minivess.planning.settings.load_gpu_table`). :func:`render_task` returns the task dict
+and the decisions it took, each with its reason. The ``run:`` command is the same
+``minivess`` call a user types locally; on more than one node it is wrapped in ``torchrun``
+fed by SkyPilot's ``SKYPILOT_NODE_IPS`` / ``SKYPILOT_NODE_RANK`` / ``SKYPILOT_NUM_GPUS_PER_NODE``.
 
 Quoting: every value that comes from a user (paths, names, bucket URIs, model names) is passed
 through :func:`shlex.quote`, so nothing in it expands or executes on the node. Only fragments
@@ -17,6 +18,7 @@ experiment's loss x fold grid, with the experiment's seed and epochs.
 
 from __future__ import annotations
 
+import difflib
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ from minivess.errors import ConfigError, PlanError
 from minivess.keys import Source
 from minivess.launch.targets import Job, Kind, TargetConfig
 from minivess.planning.plan import Decision, TrainingPlan
+from minivess.planning.settings import GpuTable, load_gpu_table
 from minivess.settings import checkpoint_dir, checkpoint_key
 from minivess.tracking.contract import REGISTERED_MODEL, SKYPILOT_TASK_ID_ENV
 
@@ -122,11 +125,15 @@ def _gpu_count(accelerator: str) -> int:
     return int(count) if count.strip().isdigit() else 1
 
 
-def select_candidates(plan: TrainingPlan, target: TargetConfig, origin: str) -> list[str]:
-    """The planner's cloud candidates (cheapest adequate first) the target allows.
+def select_candidates(
+    plan: TrainingPlan, target: TargetConfig, origin: str, table: GpuTable | None = None
+) -> list[str]:
+    """The planner's cloud candidates (cheapest adequate first) that the target allows and
+    that at least one of its clouds offers (``table``: default ``configs/gpus.yaml``).
 
     Raises:
-        PlanError: no configured GPU fits the plan.
+        PlanError: no configured GPU fits the plan, or none that fits is allowed and offered.
+        ConfigError: ``accelerators_allowed`` names a GPU that is not in the table.
     """
     if not plan.accelerators:
         raise PlanError(
@@ -135,6 +142,17 @@ def select_candidates(plan: TrainingPlan, target: TargetConfig, origin: str) -> 
             "configs/gpus.yaml. Fix: lower batch_size/patch_size with --set, or add a larger "
             "GPU to configs/gpus.yaml."
         )
+    table = table or load_gpu_table()
+    known = {n.upper(): n for n in table.gpus}
+    for name in map(_gpu_name, target.accelerators_allowed):
+        if name.upper() not in known:
+            close = difflib.get_close_matches(name.upper(), list(known), n=1)
+            hint = f" Did you mean '{known[close[0]]}'?" if close else ""
+            raise ConfigError(
+                f"{origin}: accelerators_allowed names '{name}', which is not in "
+                f"configs/gpus.yaml.{hint} Fix: add a row there (vram_gb, cost_class, clouds) "
+                f"for a new GPU; known: {', '.join(table.gpus)}."
+            )
     allowed = {_gpu_name(a).upper() for a in target.accelerators_allowed}
     picked = [a for a in plan.accelerators if not allowed or _gpu_name(a).upper() in allowed]
     if not picked:
@@ -144,24 +162,70 @@ def select_candidates(plan: TrainingPlan, target: TargetConfig, origin: str) -> 
             f"~{plan.vram_estimate_mb:.0f} MB VRAM). Fix: allow one of those, or shrink the "
             "plan with --set batch_size=... / patch_size=[...]."
         )
-    return picked[: target.max_candidates]
+    infra = _cloud_infra(target)
+    offered = [a for a in picked if not infra or any(table.offers(a, i) for i in infra)]
+    if not offered:
+        where = "; ".join(f"{_gpu_name(a)}: {_clouds_of(table, a)}" for a in picked)
+        raise PlanError(
+            f"{origin}: none of the GPUs that fit the plan is offered on infra {infra} "
+            f"(configs/gpus.yaml: {where}). Fix: add one of those clouds to infra, or allow "
+            "another GPU."
+        )
+    return offered[: target.max_candidates]
+
+
+def _cloud_infra(target: TargetConfig) -> list[str]:
+    """The target's infra strings that name clouds (an SSH pool is the lab's own hardware)."""
+    return [] if target.kind in (Kind.SSH, Kind.LOCAL) else list(target.infra)
+
+
+def _clouds_of(table: GpuTable, accelerator: str) -> str:
+    spec = table.gpus.get(_gpu_name(accelerator))
+    return ", ".join(spec.clouds) if spec and spec.clouds else "any cloud"
 
 
 def resources_section(
-    target: TargetConfig, accelerators: list[str], decisions: list[Decision]
+    target: TargetConfig,
+    accelerators: list[str],
+    decisions: list[Decision],
+    table: GpuTable | None = None,
 ) -> dict[str, Any]:
-    """``resources:``: candidates (ordered / any_of) × allowed infra, spot, disk, image."""
+    """``resources:``: candidates (ordered / any_of) × allowed infra, spot, disk, image; a
+    GPU × cloud pair that ``table`` (default ``configs/gpus.yaml``) says the cloud does not
+    offer is left out, as a decision.
+
+    Raises:
+        PlanError: no candidate is offered on any allowed infra.
+    """
     res: dict[str, Any] = {"disk_size": target.disk_size}
     infra = list(target.infra)
     if target.kind is Kind.SSH:
         assert target.pool is not None  # guaranteed by TargetConfig
         infra = [f"ssh/{target.pool.name}"]
+    table = table or load_gpu_table()
     items: list[dict[str, Any]] = []
+    skipped: list[str] = []
     for acc in accelerators:
-        if infra:
-            items.extend({"accelerators": acc, "infra": i} for i in infra)
-        else:
+        if not infra:
             items.append({"accelerators": acc})
+        for i in infra:
+            if table.offers(acc, i):
+                items.append({"accelerators": acc, "infra": i})
+            else:
+                skipped.append(f"{acc} on {i} (offered on {_clouds_of(table, acc)})")
+    if skipped:
+        _decide(
+            decisions,
+            "resources.skipped",
+            skipped,
+            "GPU x cloud pairs the cloud does not offer, per configs/gpus.yaml `clouds`",
+        )
+        if not items:
+            raise PlanError(
+                f"target {target.name}: no candidate GPU is offered on infra {infra}: "
+                f"{'; '.join(skipped)}. Fix: add one of those clouds to infra, or allow "
+                "another GPU (configs/gpus.yaml lists which cloud offers which)."
+            )
     mode = target.candidates
     if target.use_spot and target.spot_fallback and items:
         items = [{**i, "use_spot": True} for i in items] + [{**i, "use_spot": False} for i in items]

@@ -10,6 +10,7 @@ overrides), and logs that as a decision with its reason.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 from minivess.keys import Source
@@ -23,14 +24,21 @@ NODE_PLAN_DECISION = "node.plan"
 def accelerator_matches(accelerator: str, gpu_name: str) -> bool:
     """True when a SkyPilot accelerator (``"A100-80GB:1"``) names an NVML GPU name.
 
+    The accelerator's base name must be one word of the NVML name, or two adjacent words
+    joined (SkyPilot's ``RTX4090`` is NVML's ``NVIDIA GeForce RTX 4090``); a memory suffix
+    (``-80GB``) must appear in the NVML name.
+
     Examples:
         ``accelerator_matches("L4:1", "NVIDIA L4")`` is True;
+        ``accelerator_matches("L4", "NVIDIA L40S")`` is False;
+        ``accelerator_matches("RTX4090", "NVIDIA GeForce RTX 4090")`` is True;
         ``accelerator_matches("A100-80GB", "NVIDIA A100-SXM4-40GB")`` is False.
     """
     base, _, mem = accelerator.split(":", 1)[0].upper().partition("-")
     name = gpu_name.upper()
-    tokens = {t for t in name.replace("-", " ").split()}
-    return (base in tokens or base in name) and (not mem or mem in name)
+    words = name.replace("-", " ").split()
+    tokens = {*words, *(a + b for a, b in pairwise(words))}
+    return base in tokens and (not mem or mem in name)
 
 
 def plan_fits(plan: TrainingPlan, hw: HardwareBudget) -> tuple[bool, str]:

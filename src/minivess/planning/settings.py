@@ -58,6 +58,9 @@ class GpuSpec(StrictModel):
     vram_gb: float = Field(gt=0)
     cost_class: int = Field(ge=1)
     usd_per_hour: float | None = Field(default=None, gt=0)
+    clouds: list[str] | None = Field(
+        default=None, description="SkyPilot clouds that offer this GPU; None = not restricted"
+    )
 
 
 class VmPerGpu(StrictModel):
@@ -82,6 +85,17 @@ class GpuTable(StrictModel):
     gpus: dict[str, GpuSpec]
     vm_per_gpu: VmPerGpu
     serve_cpu_vm: CpuVm | None = None
+
+    def offers(self, accelerator: str, infra: str) -> bool:
+        """Whether ``infra`` (``"aws"``, ``"gcp/us-central1"``, ``"ssh/lab"``) can give
+        ``accelerator`` (``"A10G:1"``): False only when the table lists the infra's cloud for
+        some GPU but not for this one. Unknown GPUs and unlisted clouds are not restricted."""
+        cloud = infra.split("/", 1)[0].lower()
+        spec = self.gpus.get(accelerator.split(":", 1)[0])
+        listed = {c.lower() for g in self.gpus.values() for c in g.clouds or ()}
+        if spec is None or spec.clouds is None or cloud not in listed:
+            return True
+        return cloud in {c.lower() for c in spec.clouds}
 
 
 @lru_cache(maxsize=8)

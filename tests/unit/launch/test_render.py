@@ -55,6 +55,42 @@ def test_plan_that_fits_no_configured_gpu_is_a_plan_error(
         render_task(plan_with(), only_h100, ctx, origin="configs/targets/spot.yaml")
 
 
+def test_a_gpu_is_never_paired_with_a_cloud_that_does_not_offer_it(
+    ctx: RenderContext, shipped: dict[str, TargetConfig], changed, plan_with
+) -> None:
+    """configs/gpus.yaml says A10G is AWS-only and RTX4090 a RunPod card: on [aws, gcp] the
+    A10G is rendered for aws alone, the RTX4090 not at all, and each skip is a decision."""
+    plan = plan_with(accelerators=["T4:1", "RTX4090:1", "A10G:1", "V100:1"])
+    spot = changed(shipped["spot"], infra=["aws", "gcp"], max_candidates=3)
+    rendered = render_task(plan, spot, ctx)
+    pairs = [(i["accelerators"], i["infra"]) for i in rendered.config["resources"]["ordered"]]
+    assert pairs == [
+        ("T4:1", "aws"), ("T4:1", "gcp"), ("A10G:1", "aws"), ("V100:1", "aws"), ("V100:1", "gcp")
+    ]  # fmt: skip
+    assert rendered.accelerators == ["T4:1", "A10G:1", "V100:1"]  # 3 offered, not 2
+    [skip] = [d for d in rendered.decisions if d.name == "resources.skipped"]
+    assert skip.value == ["A10G:1 on gcp (offered on aws)"]
+    # On a cloud that offers it, and on the lab's own pool, the card is a candidate.
+    runpod = changed(shipped["spot"], infra=["runpod"])
+    assert "RTX4090:1" in render_task(plan, runpod, ctx).accelerators
+    ssh = changed(shipped["ssh"], accelerators_allowed=["RTX4090"])
+    assert render_task(plan, ssh, ctx).accelerators == ["RTX4090:1"]
+    # Nothing offered on the target's clouds: the error names each GPU's clouds.
+    only_4090 = changed(shipped["spot"], accelerators_allowed=["RTX4090"], infra=["aws", "gcp"])
+    with pytest.raises(PlanError, match=r"RTX4090: runpod.*add one of those clouds"):
+        render_task(plan, only_4090, ctx, origin="configs/targets/spot.yaml")
+
+
+def test_an_allowed_gpu_missing_from_the_table_names_the_table_not_the_plan(
+    plan: TrainingPlan, ctx: RenderContext, shipped: dict[str, TargetConfig], changed
+) -> None:
+    ssh = changed(shipped["ssh"], accelerators_allowed=["RTX4091"])
+    with pytest.raises(ConfigError, match=r"'RTX4091', which is not in configs/gpus.yaml\. "
+                       r"Did you mean 'RTX4090'\? Fix: add a row there") as err:  # fmt: skip
+        render_task(plan, ssh, ctx, origin="configs/targets/ssh.yaml")
+    assert "shrink" not in str(err.value)
+
+
 def test_spot_recovers_on_the_trainers_exit_code_and_resumes_per_task(
     plan: TrainingPlan, ctx: RenderContext, shipped: dict[str, TargetConfig]
 ) -> None:

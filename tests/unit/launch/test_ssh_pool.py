@@ -76,3 +76,21 @@ def test_ssh_command_never_prompts(pool: PoolConfig) -> None:
     cmd = ssh_command(pool, pool.hosts[1], timeout_s=5)
     assert "BatchMode=yes" in cmd and cmd[cmd.index("-l") + 1] == "alt"
     assert cmd[-2] == "node2"
+
+
+@pytest.mark.parametrize(
+    ("nvml", "ok"),
+    [
+        ("NVIDIA GeForce RTX 4090", True),
+        ("NVIDIA RTX A6000", True),
+        ("NVIDIA GeForce GTX 1080 Ti", False),  # not in configs/gpus.yaml: no candidate
+    ],
+)
+def test_a_lab_workstation_gpu_is_a_candidate_when_the_table_has_it(nvml: str, ok: bool) -> None:
+    """The ssh target's default candidates are every GPU of configs/gpus.yaml (as check_target
+    passes them); the consumer and workstation cards labs own must match their NVML names."""
+    from minivess.planning.settings import load_gpu_table
+
+    text = f"user=me\ngpu={nvml}, 24564\npython=3.10.13\nsudo=yes\ndisk_kb=104857600\n"
+    report = parse_probe("h", text, min_free_disk_gb=20, candidates=sorted(load_gpu_table().gpus))
+    assert report.ok is ok, report.problems
