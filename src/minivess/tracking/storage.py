@@ -58,11 +58,12 @@ def bounded_default_clients() -> Iterator[None]:
     win where both set one. The previous default session comes back on exit.
     """
     import boto3
+    import botocore.session
 
     previous = boto3.DEFAULT_SESSION
-    bounded = boto3.Session()
-    bounded._session.set_default_client_config(bounded_config())
-    boto3.DEFAULT_SESSION = bounded
+    core = botocore.session.get_session()
+    core.set_default_client_config(bounded_config())
+    boto3.DEFAULT_SESSION = boto3.Session(botocore_session=core)
     try:
         yield
     finally:
