@@ -793,7 +793,12 @@ def determine_volumes(
     if small_policy is SmallVolumes.PAD:
         to_pad = [v for v in dataset.volumes if v.name in small]
         for v in to_pad:
-            decide(f"small_volume:{v.name}", "pad", f"{small[v.name]}; padded (small_volumes: pad)")
+            decide(
+                f"small_volume:{v.name}",
+                "pad",
+                f"{small[v.name]}; padded (small_volumes: pad)",
+                "small_volumes",
+            )
         return bounding, dataset, [], to_pad
     for name, reason in small.items():
         decide(
@@ -801,6 +806,7 @@ def determine_volumes(
             "quarantined",
             f"{reason}; left out of training so the rest goes on (small_volumes: quarantine, "
             "or set small_volumes=pad to zero-pad it)",
+            "small_volumes",
         )
         log.warning("planner: quarantined %s: %s", name, reason)
     return bounding, bounding, sorted(small), []

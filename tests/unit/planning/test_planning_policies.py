@@ -62,6 +62,9 @@ def test_small_volume_padded_when_the_researcher_chooses(with_tiny, hardware):
     assert pad["shape"] == [8, 8, 2]
     assert pad["pad_voxels"] == [plan.patch_size[a] - (8, 8, 2)[a] for a in range(3)]
     assert plan.decision("small_volume:tiny").value == "pad"
+    assert plan.decision("small_volume:tiny").source == "override"  # the researcher's call
+    auto = plan_training(hardware["cpu_16gb"], with_tiny, DYN)
+    assert auto.decision("quarantine:tiny").source == "auto"
 
 
 def test_only_small_volumes_is_refused_in_one_line(make_profile, hardware):
