@@ -18,7 +18,7 @@ def register(app: typer.Typer, data_app: typer.Typer) -> None:
             typer.Option(
                 "--model-uri",
                 help="Serving bundle dir, checkpoint (.pt or run dir) or models:/<name>/<ver>; "
-                "default MINIVESS_SERVE_MODEL_PATH.",
+                "default MINIVESS_SERVE_MODEL_PATH, else the workspace registry's @champion.",
             ),
         ] = None,
         port: Annotated[int, typer.Option(help="TCP port.")] = 3000,

@@ -86,6 +86,33 @@ def _download_registered(uri: str, workdir: Path, workspace: Path | None = None)
     return download_version(client, reg, workdir / "registry" / f"{name}-{reg.version}")
 
 
+def _default_model_uri(workspace: Path | None) -> str:
+    """``models:/<registered model>@champion`` when the workspace has a registry to ask.
+
+    Raises:
+        ConfigError: nothing says what to serve (no registry either), naming the three ways.
+    """
+    from minivess.serving.settings import ENV_PREFIX
+    from minivess.settings import load_settings
+    from minivess.tracking.contract import CHAMPION_ALIAS, REGISTERED_MODEL
+
+    ws = load_settings(workspace)
+    champion = f"{REGISTRY_PREFIX}{REGISTERED_MODEL}@{CHAMPION_ALIAS}"
+    if ws.storage.mlflow.tracking_uri is None and not (ws.workspace / "mlflow.db").is_file():
+        raise ConfigError(
+            f"nothing to serve: no --model-uri, no {ENV_PREFIX}MODEL_PATH, and no MLflow "
+            f"registry in the workspace {ws.workspace}. Fix: run `minivess experiment` (it "
+            f"registers {champion}), pass --workspace, or --model-uri a bundle, checkpoint "
+            "or models:/ URI."
+        )
+    log.info(
+        "serve: model = %s (no --model-uri or %sMODEL_PATH: the registry's champion)",
+        champion,
+        ENV_PREFIX,
+    )
+    return champion
+
+
 def _find_checkpoint(path: Path) -> Path:
     if path.is_file():
         return path
@@ -193,7 +220,10 @@ def serve_model(
     host: str,
     workspace: Path | None = None,
 ) -> int:
-    """``minivess serve``: resolve ``model_uri`` (or ``settings.model_path``) and serve it."""
+    """``minivess serve``: resolve ``model_uri`` (or ``settings.model_path``, else the
+    workspace registry's ``@champion``) and serve it."""
+    if not model_uri and settings.model_path is None:
+        model_uri = _default_model_uri(workspace)
     if model_uri:
         bundle = bundle_for(model_uri, workdir, workspace)
         settings = settings.model_copy(update={"model_path": bundle})

@@ -217,6 +217,13 @@ def test_minivess_serve_resolves_the_registry_champion(
     assert len(lines) == 1, proc.stderr
     assert f"no version 99 of '{REGISTERED_MODEL}'" in lines[0]
     assert f"registered versions: {version.version}" in lines[0]
+    # No --model-uri and no MINIVESS_SERVE_MODEL_PATH: the registry's @champion is asked for
+    # (this registry has none yet: one line with the fix).
+    bare = [sys.executable, "-m", "minivess", "serve", "--workspace", str(tmp_path / "ws")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINIVESS_SERVE_")}
+    proc = subprocess.run(bare, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert f"'{REGISTERED_MODEL}' has no alias @champion" in proc.stderr, proc.stderr
 
 
 def _wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:

@@ -52,3 +52,22 @@ def test_token_travels_by_name_only() -> None:
 def test_missing_model_path_says_how_to_set_it() -> None:
     with pytest.raises(ConfigError, match="MINIVESS_SERVE_MODEL_PATH"):
         ServeSettings().require_model_path()
+
+
+def test_serve_with_nothing_to_serve_says_the_three_ways_in_one_line(tmp_path: Path) -> None:
+    """`minivess serve` in a fresh folder: no --model-uri, no MINIVESS_SERVE_MODEL_PATH, no
+    registry in the workspace (the champion fallback has nothing to ask)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MINIVESS_", "MLFLOW_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "minivess", "serve"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "no --model-uri, no MINIVESS_SERVE_MODEL_PATH" in lines[0]
+    assert "minivess experiment" in lines[0] and "@champion" in lines[0]
+    assert not (tmp_path / "workspace" / "mlflow.db").exists()  # nothing was created
