@@ -48,12 +48,15 @@ def gpu_candidates(
     amp: bool | None = None,
     table: GpuTable | None = None,
 ) -> list[Candidate]:
-    """GPU types whose VRAM budget holds one training step, cheapest adequate first.
+    """Every GPU type whose VRAM budget holds one training step, cheapest adequate first.
+
+    The whole list goes into the plan (a node with any of them keeps the plan); each launch
+    target keeps its allowed and offered ones, up to its ``max_candidates``.
 
     Args:
         profile: the model (its ``vram`` memory model is used).
         patch: (x, y, z) voxels; batch: per-device samples.
-        settings: planner constants (VRAM budget fraction, list length).
+        settings: planner constants (the VRAM budget fraction).
         count: GPUs per node in the accelerator string.
         amp: mixed precision (default: what the profile supports).
     """
@@ -67,7 +70,7 @@ def gpu_candidates(
         if need <= settings.vram_budget_fraction * g.vram_gb * 1024
     ]
     out.sort(key=lambda c: (c.cost_class, c.vram_gb, c.name))
-    return out[: settings.max_cloud_candidates]
+    return out
 
 
 def candidates_for_plan(

@@ -32,7 +32,6 @@ class PlannerSettings(StrictModel):
     cache_ram_fraction: float = Field(ge=0, le=1)
     cache_bytes_factor: float = Field(gt=0)
     cpu_fallback_vram_gb: float = Field(ge=0)
-    max_cloud_candidates: int = Field(ge=1)
     keep_target_voxels: bool = Field(
         default=True, description="grow uncapped axes when the data caps one (see planner.yaml)"
     )

@@ -112,7 +112,7 @@ def test_typo_in_template_prints_skypilots_message_and_our_hint(tmp_path: Path, 
     assert not (out / "spot-typo.yaml").exists(), "a rejected task is not written"
 
 
-def test_plan_that_fits_no_allowed_gpu_fails_clearly(tmp_path: Path, data_dir: Path):
+def test_an_allowed_gpu_the_table_lacks_fails_clearly(tmp_path: Path, data_dir: Path):
     spot = yaml.safe_load((Path(__file__).parents[3] / "configs/targets/spot.yaml").read_text())
     target = tmp_path / "spot-tiny.yaml"
     target.write_text(yaml.safe_dump({**spot, "accelerators_allowed": ["K80"]}))
@@ -128,7 +128,8 @@ def test_plan_that_fits_no_allowed_gpu_fails_clearly(tmp_path: Path, data_dir: P
     )
     assert proc.returncode == 2
     line = " ".join(proc.stderr.split())
-    assert "accelerators_allowed ['K80'] contains none of the GPUs that fit the plan" in line
+    assert "accelerators_allowed names 'K80', which is not in configs/gpus.yaml" in line
+    assert "add a row there" in line and "shrink" not in line
     assert "Traceback" not in proc.stderr
 
 
