@@ -86,7 +86,8 @@ def calibrate(
     ] = None,
     batch: Annotated[int, typer.Option(help="Samples per training step.", min=1)] = 1,
 ) -> None:
-    """Measure MODEL's peak training memory on this device; store it for the planner."""
+    """Measure MODEL's peak training memory and step time on this device; store them for the
+    planner and the launcher's time and cost estimate."""
     from minivess.errors import ConfigError
     from minivess.planning.calibration import save_calibration
     from minivess.planning.hardware import detect_hardware
@@ -109,6 +110,11 @@ def calibrate(
         f"{static.train_bytes_per_voxel:.0f} B/voxel)"
         f" -> {path}"
     )
+    if cal.step_base_s is not None and cal.step_s_per_voxel is not None:
+        typer.echo(
+            f"step time: {cal.step_base_s:.3f} s + {cal.step_s_per_voxel * 1e6:.3f} s per "
+            f"million voxels x batch; device {cal.device_tflops:.3f} TFLOPS (matmul)"
+        )
 
 
 def register(app: typer.Typer, data_app: typer.Typer) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from minivess.config import config_dir, read_yaml
+from minivess.data.schema import Shape3
 from minivess.errors import ConfigError
 from minivess.launch import secrets as secret_guard
 from minivess.launch.render import RenderContext, Rendered, SynthSpec, dump_task, render_task
@@ -31,6 +32,7 @@ from minivess.launch.skycheck import (
 )
 from minivess.launch.ssh import DEFAULT_POOLS_FILE, write_pool_entry
 from minivess.launch.targets import Job, Kind, TargetConfig, load_target, target_path
+from minivess.planning.estimate import Estimate, JobSteps, estimate, job_steps, step_time
 from minivess.planning.plan import Decision, TrainingPlan
 from minivess.resources import project_root, sky_template
 from minivess.settings import process_environ
@@ -72,6 +74,11 @@ class Prepared:
     decisions: list[Decision]
     pool_file: Path | None = None
     missing_secrets: list[str] = field(default_factory=list)
+    accelerators: list[str] = field(default_factory=list)
+    estimates: list[Estimate] = field(default_factory=list)
+    job: JobSteps | None = None
+    #: The same job planned for and run on this machine (what a rehearsal measures).
+    here: list[Estimate] = field(default_factory=list)
 
 
 def sky_command(target: TargetConfig, yaml_path: Path, pool_file: Path | None) -> str:
@@ -126,8 +133,67 @@ def _load_template(target: TargetConfig, repo_dir: Path) -> tuple[dict[str, Any]
     return raw, str(path)
 
 
-def _make_plan(data_dir: Path, model: str, exp: Any, target: TargetConfig) -> TrainingPlan:
-    """The plan the node will run.
+def job_of(
+    plan: TrainingPlan, ctx: RenderContext, volumes: dict[str, Shape3], nodes: int
+) -> JobSteps:
+    """What the rendered job computes: its grid cells on these volumes."""
+    from minivess.launch.render import grid_cells
+
+    return job_steps(plan, volumes, grid_cells(ctx), world_size=plan.devices * nodes)
+
+
+def estimates_for(
+    plan: TrainingPlan, job: JobSteps, accelerators: list[str], spot: list[bool], nodes: int = 1
+) -> tuple[list[Estimate], str]:
+    """Time and cost per candidate and spot mode (:mod:`minivess.planning.estimate`), or no
+    estimates and why."""
+    from minivess.planning.calibration import calibrations_of
+    from minivess.planning.profiles import load_model_profile
+    from minivess.planning.settings import load_gpu_table
+    from minivess.planning.topology import network_shape
+
+    shape = network_shape(plan.patch_size, load_model_profile(plan.model).topology)
+    voxels = shape[0] * shape[1] * shape[2]
+    table, cals = load_gpu_table(), calibrations_of(plan.model)
+    out: list[Estimate] = []
+    missing: list[str] = []
+    for acc in accelerators:
+        step = step_time(plan, voxels, acc, cals, table)
+        if step is None:
+            missing.append(acc)
+            continue
+        out.extend(estimate(job, step, acc, s, table, nodes) for s in spot)
+    if not cals or not any(c.step_base_s is not None for c in cals):
+        why = (
+            f"no step time is calibrated for '{plan.model}': `minivess calibrate --model "
+            f"{plan.model}` measures one on this machine (a minute or two), then every dry run "
+            "prints time and cost per candidate"
+        )
+    elif missing:
+        why = f"no throughput figure in configs/gpus.yaml for {', '.join(missing)}"
+    else:
+        why = ""
+    return out, why
+
+
+def _log_estimates(prepared: Prepared, why: str) -> None:
+    if why:
+        log.info("launch: estimate = none (%s)", why)
+    if not prepared.estimates:
+        return
+    log.info(
+        "launch: estimate basis = %s (node setup, data upload and provisioning not included)",
+        prepared.estimates[0].steps.describe(),
+    )
+    for est in prepared.estimates:
+        log.info("launch: estimate %s (%s)", est.describe(), est.source)
+
+
+def _make_plan(
+    data_dir: Path, model: str, exp: Any, target: TargetConfig
+) -> tuple[TrainingPlan, TrainingPlan, dict[str, Shape3]]:
+    """The plan the node will run, the plan for this machine, and the shapes of the volumes
+    they were planned on.
 
     Local target (or an experiment naming its hardware): planned for that machine. Cloud and
     pool targets: planned on this machine first, for the GPU candidates, then re-planned for
@@ -140,12 +206,13 @@ def _make_plan(data_dir: Path, model: str, exp: Any, target: TargetConfig) -> Tr
     profile = profile_dataset(data_dir)
     overrides = exp.plan.model_dump(exclude_unset=True) or None
     plan = make_plan(profile, model, hardware=exp.hardware, overrides=overrides)
+    volumes = {v.name: v.shape for v in profile.volumes}
     if target.kind is Kind.LOCAL or exp.hardware is not None or not plan.accelerators:
-        return plan
+        return plan, plan, volumes
     first = select_candidates(plan, target, f"target {target.name}")[0]
     gpu_plan = make_plan(profile, model, hardware=f"gpu:{first}", overrides=overrides)
     log.info("launch: planned for %s, the first candidate GPU the node may get", first)
-    return gpu_plan if gpu_plan.accelerators else plan
+    return (gpu_plan if gpu_plan.accelerators else plan), plan, volumes
 
 
 def _ensure_local_data(exp: Any, settings: Any) -> Path:
@@ -284,6 +351,7 @@ def render_and_write(
         rendered.decisions,
         pool_file,
         missing,
+        list(rendered.accelerators),
     )
 
 
@@ -317,9 +385,18 @@ def prepare(
         plan_dir = data_dir if data_dir is not None else _ensure_local_data(exp, settings)
         if data_dir is None and target.kind is Kind.LOCAL:
             data_dir = plan_dir
-        plan = _make_plan(Path(plan_dir), opts.model or exp.model, exp, target)
+        plan, here, volumes = _make_plan(Path(plan_dir), opts.model or exp.model, exp, target)
         ctx = build_context(target, opts, exp, settings, data_dir)
         prepared = render_and_write(plan, target, ctx, opts, origin, env, validator)
+    if target.kind is not Kind.SERVE:
+        prepared.job = job_of(plan, ctx, volumes, target.num_nodes)
+        spot = [True, False] if target.use_spot and target.spot_fallback else [target.use_spot]
+        prepared.estimates, why = estimates_for(
+            plan, prepared.job, prepared.accelerators or ["cpu"], spot, target.num_nodes
+        )
+        _log_estimates(prepared, why)
+        local = list(local_gpu_names(_known_gpus())) or ["cpu"]
+        prepared.here = estimates_for(here, job_of(here, ctx, volumes, 1), local[:1], [False])[0]
     for name in prepared.missing_secrets:
         log.warning(
             "launch: secret %s is not set in this shell: `--secret %s` will fail; "

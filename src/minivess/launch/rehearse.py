@@ -46,6 +46,7 @@ from typing import Any
 from minivess.errors import ConfigError, MinivessError
 from minivess.launch.launcher import REPO_DIR, LaunchOptions, prepare
 from minivess.launch.skycheck import default_runtime_dir
+from minivess.planning.estimate import Estimate
 from minivess.settings import process_environ
 
 log = logging.getLogger(__name__)
@@ -794,6 +795,7 @@ def rehearse(opts: RehearsalOptions) -> RehearsalReport:
         yaml=str(prepared.yaml_path),
         attempts=[asdict(a) for a in attempts],
         uninterrupted_seconds=ref_attempt.seconds,
+        estimate=estimate_against(prepared.here, ref_attempt.seconds),
     )
     report.passed = bool(
         report.recovered
@@ -805,6 +807,23 @@ def rehearse(opts: RehearsalOptions) -> RehearsalReport:
     if opts.json_path is not None:
         Path(opts.json_path).write_text(json.dumps(asdict(report), indent=2) + "\n")
     return report
+
+
+def estimate_against(here: list[Estimate], measured_s: float) -> dict[str, Any]:
+    """The launcher's estimate for this machine against the uninterrupted rehearsal's wall
+    time (which also holds the node's setup, imports, data caching and checkpoint writes)."""
+    if not here:
+        return {"estimated_s": None, "measured_s": round(measured_s, 1),
+                "why": "no step time calibrated (minivess calibrate --model <model>)"}  # fmt: skip
+    est = here[0]
+    return {
+        "device": est.accelerator,
+        "estimated_s": round(est.seconds, 1),
+        "measured_s": round(measured_s, 1),
+        "measured_over_estimated": round(measured_s / est.seconds, 2) if est.seconds else None,
+        "steps": est.steps.describe(),
+        "source": est.source,
+    }
 
 
 def print_report(report: RehearsalReport) -> None:
@@ -826,5 +845,15 @@ def print_report(report: RehearsalReport) -> None:
         f"lost steps: {report.lost_steps}"
     )
     c.print(f"  metrics equal to the uninterrupted rehearsal: {report.metrics_equal}")
+    est = report.estimate
+    if est.get("estimated_s") is not None:
+        c.print(
+            f"  estimate for this machine ({est['device']}): {est['estimated_s']} s of steps "
+            f"against {est['measured_s']} s measured uninterrupted "
+            f"(x{est['measured_over_estimated']}; the measured run also sets up, imports, "
+            "caches and checkpoints)"
+        )
+    elif est:
+        c.print(f"  estimate for this machine: none ({est['why']})")
     for cell, m in report.final_metrics.items():
         c.print(f"  {cell}: {m}")

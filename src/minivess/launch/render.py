@@ -22,7 +22,7 @@ import difflib
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minivess.config import deep_merge
 from minivess.errors import ConfigError, PlanError
@@ -32,6 +32,9 @@ from minivess.planning.plan import Decision, TrainingPlan
 from minivess.planning.settings import GpuTable, load_gpu_table
 from minivess.settings import checkpoint_dir, checkpoint_key
 from minivess.tracking.contract import REGISTERED_MODEL, SKYPILOT_TASK_ID_ENV
+
+if TYPE_CHECKING:
+    from minivess.training.config import TrainConfig
 
 #: SkyPilot sets this on managed jobs; it stays the same across spot recoveries.
 TASK_ID_VAR = SKYPILOT_TASK_ID_ENV
@@ -458,13 +461,11 @@ def train_cells(
     Raises:
         ConfigError: the experiment sets a training field ``minivess train`` has no flag for.
     """
-    from minivess.training.config import TrainConfig, cell_name, expand_grid
+    from minivess.training.config import TrainConfig, cell_name
 
     data, before = _data_arg(target, ctx)
-    training = dict(ctx.training)
-    if ctx.epochs is not None and "epochs" not in training:
-        training["epochs"] = ctx.epochs
-    cells = expand_grid(training, f"experiment '{ctx.experiment}' training")
+    training = _training(ctx)
+    cells = grid_cells(ctx)
     defaults = TrainConfig()
     flagless = sorted(
         k
@@ -528,6 +529,25 @@ exited $rc, exiting {code} so SkyPilot recovers the job" >&2
 def torchrun_command(args: list[str]) -> str:
     """Multi-node DDP: ``minivess_torchrun <args>`` (see :data:`TORCHRUN_FUNCTION`)."""
     return "minivess_torchrun " + " ".join(_q(a) for a in args)
+
+
+def _training(ctx: RenderContext) -> dict[str, Any]:
+    """The experiment's ``training:`` mapping, with ``--epochs`` when the experiment sets none."""
+    training = dict(ctx.training)
+    if ctx.epochs is not None and "epochs" not in training:
+        training["epochs"] = ctx.epochs
+    return training
+
+
+def grid_cells(ctx: RenderContext) -> list[TrainConfig]:
+    """The (loss, fold) cells the node trains, one ``minivess train`` each.
+
+    Raises:
+        ConfigError: a bad ``training:`` field (named, with a hint).
+    """
+    from minivess.training.config import expand_grid
+
+    return expand_grid(_training(ctx), f"experiment '{ctx.experiment}' training")
 
 
 def run_section(

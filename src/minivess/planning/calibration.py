@@ -33,12 +33,13 @@ _MIB = 2**20
 
 
 class CalibrationPoint(StrictModel):
-    """One measurement: patch (x, y, z), network voxels, batch, peak MiB."""
+    """One measurement: patch (x, y, z), network voxels, batch, peak MiB, seconds per step."""
 
     patch: Shape3
     voxels: int
     batch: int
     peak_mb: float
+    step_s: float | None = Field(default=None, description="median training-step wall time")
 
 
 class Calibration(StrictModel):
@@ -52,6 +53,22 @@ class Calibration(StrictModel):
     points: list[CalibrationPoint]
     created: str
     torch_version: str = ""
+    step_base_s: float | None = Field(
+        default=None, description="step time model: step_s = base + batch*voxels*per_voxel"
+    )
+    step_s_per_voxel: float | None = None
+    device_tflops: float | None = Field(
+        default=None,
+        description="this device's measured matmul TFLOPS in the training precision (the "
+        "figure a step time is scaled by to another GPU's datasheet TFLOPS)",
+    )
+
+    def step_s(self, voxels: int, batch: int) -> float | None:
+        """Predicted seconds per training step for ``batch`` inputs of ``voxels`` (None: this
+        calibration measured memory only)."""
+        if self.step_base_s is None or self.step_s_per_voxel is None:
+            return None
+        return self.step_base_s + batch * voxels * self.step_s_per_voxel
 
     @property
     def file_name(self) -> str:
@@ -81,6 +98,18 @@ def save_calibration(cal: Calibration, path: Path | None = None) -> Path:
     tmp.write_text(cal.model_dump_json(indent=2))
     tmp.replace(path)
     return path
+
+
+def calibrations_of(model: str) -> list[Calibration]:
+    """Every readable stored calibration of ``model`` (any device), newest first."""
+    root = cache_root() / "calibration"
+    found = []
+    for path in sorted(root.glob(calibration_file_name(model, "*"))):
+        try:
+            found.append(Calibration.model_validate_json(path.read_text()))
+        except (OSError, ValueError):
+            log.warning("calibration %s is unreadable; ignored (run calibrate again)", path)
+    return sorted(found, key=lambda c: c.created, reverse=True)
 
 
 def load_calibration(model: str, device: str) -> Calibration | None:
@@ -118,6 +147,22 @@ def fit_memory_model(points: list[CalibrationPoint]) -> tuple[float, float]:
     slope = max(slope, 1e-9)
     base = max(my - slope * mx, 0.0)
     return base, slope * _MIB
+
+
+def fit_step_time(points: list[CalibrationPoint]) -> tuple[float, float] | None:
+    """Least-squares ``(base_s, s_per_voxel)`` through ``step_s`` vs ``batch * voxels`` (None
+    when a point has no step time)."""
+    if any(p.step_s is None for p in points) or len({p.batch * p.voxels for p in points}) < 2:
+        return None
+    xs = [float(p.batch * p.voxels) for p in points]
+    ys = [float(p.step_s or 0.0) for p in points]
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
+        (x - mx) ** 2 for x in xs
+    )
+    slope = max(slope, 0.0)
+    return max(my - slope * mx, 0.0), slope
 
 
 def default_patches(profile: ModelProfile) -> list[Shape3]:

@@ -20,6 +20,7 @@ from minivess.planning.calibration import (
     CalibrationPoint,
     default_patches,
     fit_memory_model,
+    fit_step_time,
 )
 from minivess.settings import torch_threads
 
@@ -32,14 +33,22 @@ log = logging.getLogger(__name__)
 _MIB = 2**20
 
 
-def _training_steps(net, patch: Shape3, batch: int, device: str, amp: bool, steps: int) -> None:
-    """``steps`` Adam steps of ``net`` on random data (cross-entropy, two classes)."""
+def _training_steps(
+    net, patch: Shape3, batch: int, device: str, amp: bool, steps: int
+) -> list[float]:
+    """``steps`` Adam steps of ``net`` on random data (cross-entropy, two classes); the wall
+    time of each step in seconds (the first includes one-off allocation)."""
+    import time
+
     import torch
 
     net.to(device).train()
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     loss_fn = torch.nn.CrossEntropyLoss()
+    cuda = device.startswith("cuda")
+    times = []
     for _ in range(steps):
+        start = time.perf_counter()
         x = torch.randn(batch, 1, *patch, device=device)
         y = torch.randint(0, 2, (batch, *patch), device=device)
         opt.zero_grad(set_to_none=True)
@@ -49,6 +58,37 @@ def _training_steps(net, patch: Shape3, batch: int, device: str, amp: bool, step
             loss = loss_fn(out.float(), y)
         loss.backward()
         opt.step()
+        if cuda:
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _steady_step_s(times: list[float]) -> float | None:
+    """The median step time after the first (allocation, Adam's state); None for one step."""
+    import statistics
+
+    return statistics.median(times[1:]) if len(times) > 1 else None
+
+
+def matmul_tflops(device: str = "cpu", half: bool = False, n: int = 1024, reps: int = 8) -> float:
+    """This device's achieved matmul rate (TFLOPS) in the training precision: the throughput
+    a measured step time is scaled from (:mod:`minivess.planning.estimate`)."""
+    import time
+
+    import torch
+
+    if device == "cpu":
+        torch.set_num_threads(torch_threads())
+    dtype = torch.float16 if half and device.startswith("cuda") else torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    (a @ b).sum().item()  # warm-up
+    start = time.perf_counter()
+    for _ in range(reps):
+        c = a @ b
+    c.sum().item()
+    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e12
 
 
 def _rss_mb() -> tuple[float, float]:
@@ -71,7 +111,7 @@ def _reset_rss_peak() -> bool:
 
 
 def _cpu_child(profile: ModelProfile, patch: Shape3, batch: int, steps: int, conn) -> None:
-    """Body of the forked measuring process: sends (peak delta MiB) or an error string."""
+    """Body of the forked measuring process: sends (peak delta MiB, step s) or an error."""
     try:
         import torch
 
@@ -83,9 +123,9 @@ def _cpu_child(profile: ModelProfile, patch: Shape3, batch: int, steps: int, con
         _reset_rss_peak()
         base, _ = _rss_mb()
         net = build_model(plan, profile=profile)
-        _training_steps(net, plan.patch_size, batch, "cpu", False, steps)
+        times = _training_steps(net, plan.patch_size, batch, "cpu", False, steps)
         _, peak = _rss_mb()
-        conn.send(peak - base)
+        conn.send((peak - base, _steady_step_s(times)))
     except Exception as err:  # reported to the parent, which raises it
         conn.send(f"{type(err).__name__}: {err}")
     finally:
@@ -104,10 +144,23 @@ def measure_peak_mb(
     amp: bool = False,
     steps: int = 2,
 ) -> float:
-    """Peak training memory (MiB) of ``steps`` steps at ``patch``.
+    """Peak training memory (MiB) of ``steps`` steps at ``patch`` (see :func:`measure`)."""
+    return measure(profile, patch, batch, device, amp, steps)[0]
 
-    On ``cuda`` it is ``torch.cuda.max_memory_allocated``; on ``cpu`` the peak RSS delta of a
-    forked process (Linux ``/proc/self`` VmHWM after a reset), so sizes don't mask each other.
+
+def measure(
+    profile: ModelProfile,
+    patch: Shape3,
+    batch: int = 1,
+    device: str = "cpu",
+    amp: bool = False,
+    steps: int = 3,
+) -> tuple[float, float | None]:
+    """(peak training memory MiB, median step seconds after the first) of ``steps`` steps.
+
+    On ``cuda`` the peak is ``torch.cuda.max_memory_allocated``; on ``cpu`` the peak RSS delta
+    of a forked process (Linux ``/proc/self`` VmHWM after a reset), so sizes don't mask each
+    other.
     """
     import torch
 
@@ -120,11 +173,11 @@ def measure_peak_mb(
         torch.cuda.reset_peak_memory_stats(device)
         start = torch.cuda.memory_allocated(device)
         net = build_model(plan, profile=profile)
-        _training_steps(net, plan.patch_size, batch, device, amp, steps)
+        times = _training_steps(net, plan.patch_size, batch, device, amp, steps)
         peak = torch.cuda.max_memory_allocated(device) - start
         del net
         torch.cuda.empty_cache()
-        return peak / _MIB
+        return peak / _MIB, _steady_step_s(times)
     import multiprocessing as mp
 
     # forkserver, not fork: a fork of a process whose OpenMP pool already ran (any earlier torch
@@ -143,7 +196,8 @@ def measure_peak_mb(
     proc.join()
     if isinstance(result, str):
         raise RuntimeError(f"measuring {profile.name} at patch {patch} failed: {result}")
-    return float(result)
+    peak, step_s = result
+    return float(peak), step_s
 
 
 def calibrate(
@@ -152,7 +206,7 @@ def calibrate(
     patches: list[Shape3] | None = None,
     batch: int = 1,
     amp: bool | None = None,
-    steps: int = 2,
+    steps: int = 3,
     progress: bool = True,
 ) -> Calibration:
     """Measure ``profile`` at 2-3 patch sizes on this machine's device and fit the memory model.
@@ -163,7 +217,8 @@ def calibrate(
         patches: (x, y, z) sizes, valid for the topology (default: :func:`default_patches`).
         batch: samples per step.
         amp: mixed precision (default: on GPU when the profile supports it).
-        steps: training steps per size (the peak is reached by the second, Adam's state).
+        steps: training steps per size (the peak is reached by the second, Adam's state;
+            the step time is the median after the first).
     """
     import torch
     from rich.progress import Progress
@@ -184,13 +239,18 @@ def calibrate(
         label = f"calibrating {profile.name} on {hardware.device_key}"
         task = bar.add_task(label, total=len(patches))
         for patch in patches:
-            peak = measure_peak_mb(profile, patch, batch, device, amp, steps)
+            peak, step_s = measure(profile, patch, batch, device, amp, steps)
             shape = network_shape(patch, profile.topology)
             voxels = shape[0] * shape[1] * shape[2]
-            points.append(CalibrationPoint(patch=patch, voxels=voxels, batch=batch, peak_mb=peak))
-            log.info("%s %s: peak %.0f MiB", profile.name, patch, peak)
+            points.append(
+                CalibrationPoint(
+                    patch=patch, voxels=voxels, batch=batch, peak_mb=peak, step_s=step_s
+                )
+            )
+            log.info("%s %s: peak %.0f MiB, step %s s", profile.name, patch, peak, step_s)
             bar.advance(task)
     base, per_voxel = fit_memory_model(points)
+    step_fit = fit_step_time(points)
     return Calibration(
         model=profile.name,
         device=hardware.device_key,
@@ -200,4 +260,7 @@ def calibrate(
         points=points,
         created=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         torch_version=str(torch.__version__),
+        step_base_s=round(step_fit[0], 6) if step_fit else None,
+        step_s_per_voxel=step_fit[1] if step_fit else None,
+        device_tflops=round(matmul_tflops(device, half=amp), 4),
     )

@@ -60,6 +60,12 @@ class GpuSpec(StrictModel):
     clouds: list[str] | None = Field(
         default=None, description="SkyPilot clouds that offer this GPU; None = not restricted"
     )
+    tflops_fp16: float | None = Field(default=None, gt=0, description="datasheet, dense")
+    tflops_fp32: float | None = Field(default=None, gt=0, description="datasheet, non-tensor")
+
+    def tflops(self, amp: bool) -> float | None:
+        """Throughput in the training precision (FP16 tensor cores under AMP)."""
+        return self.tflops_fp16 if amp else self.tflops_fp32
 
 
 class VmPerGpu(StrictModel):
@@ -84,6 +90,7 @@ class GpuTable(StrictModel):
     gpus: dict[str, GpuSpec]
     vm_per_gpu: VmPerGpu
     serve_cpu_vm: CpuVm | None = None
+    spot_price_fraction: float = Field(default=0.35, gt=0, le=1)
 
     def offers(self, accelerator: str, infra: str) -> bool:
         """Whether ``infra`` (``"aws"``, ``"gcp/us-central1"``, ``"ssh/lab"``) can give

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
 
 from minivess.config import StrictModel, config_dir, load_yaml_model, parse_model
+
+if TYPE_CHECKING:
+    from minivess.planning.plan import TrainingPlan
 
 
 class LossName(StrEnum):
@@ -170,3 +173,20 @@ def expand_grid(training: dict[str, Any] | None, origin: str = "training") -> li
         ConfigError: naming ``origin`` and the bad field, with a "did you mean" hint.
     """
     return parse_model(GridConfig, training or {}, origin).cells()
+
+
+def samples_per_volume(plan: TrainingPlan, cfg: TrainConfig) -> int:
+    """Patches cropped per volume visit: ``cfg.samples_per_volume`` lowered to divide the batch.
+
+    The loader then takes ``plan.batch_size // samples_per_volume`` volumes per batch, so every
+    full batch holds exactly ``plan.batch_size`` patches.
+    """
+    n = max(1, min(cfg.samples_per_volume, plan.batch_size))
+    while plan.batch_size % n:
+        n -= 1
+    return n
+
+
+def volumes_per_batch(plan: TrainingPlan, cfg: TrainConfig) -> int:
+    """Volumes the loader takes per batch, so that a full batch is ``plan.batch_size`` patches."""
+    return max(1, plan.batch_size // samples_per_volume(plan, cfg))

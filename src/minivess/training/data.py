@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minivess.keys import Keys
-from minivess.training.transforms import eval_transforms, samples_per_volume, train_transforms
+from minivess.training.config import volumes_per_batch
+from minivess.training.transforms import eval_transforms, train_transforms
 
 if TYPE_CHECKING:
     from monai.data import CacheDataset, ThreadDataLoader
@@ -106,11 +107,6 @@ def datalist(pairs: list[VolumePair], names: list[str]) -> list[dict[str, Any]]:
         {Keys.IMAGE.value: by_name[n].image, Keys.LABEL.value: by_name[n].label, Keys.NAME.value: n}
         for n in names
     ]
-
-
-def volumes_per_batch(plan: TrainingPlan, cfg: TrainConfig) -> int:
-    """Volumes the loader takes per batch, so that a full batch is ``plan.batch_size`` patches."""
-    return max(1, plan.batch_size // samples_per_volume(plan, cfg))
 
 
 def train_loader(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from monai.transforms import MapTransform, Transform
 
 from minivess.keys import Keys
+from minivess.training.config import samples_per_volume
 
 if TYPE_CHECKING:
     from monai.transforms import Compose
@@ -112,18 +113,6 @@ def load_transforms(resampling: ResamplingConfig, with_label: bool = True) -> li
         steps.append(AsDiscreted(keys=Keys.LABEL.value, threshold=0.5))
     steps.append(NormalizeIntensityd(keys=Keys.IMAGE.value, channel_wise=True))
     return steps
-
-
-def samples_per_volume(plan: TrainingPlan, cfg: TrainConfig) -> int:
-    """Patches cropped per volume visit: ``cfg.samples_per_volume`` lowered to divide the batch.
-
-    The loader then takes ``plan.batch_size // samples_per_volume`` volumes per batch, so every
-    full batch holds exactly ``plan.batch_size`` patches.
-    """
-    n = max(1, min(cfg.samples_per_volume, plan.batch_size))
-    while plan.batch_size % n:
-        n -= 1
-    return n
 
 
 def train_transforms(plan: TrainingPlan, cfg: TrainConfig, cache_indices: bool = True) -> Compose:

@@ -53,6 +53,19 @@ def test_hand_plan_batches_match_plan(tiny_data: Path, plan_factory) -> None:
     assert n == 2 * 6  # one volume (two patches) per batch, six volumes, two epochs
 
 
+def test_the_estimates_batch_count_is_the_real_loaders(tiny_data: Path, plan_factory) -> None:
+    """launch's time estimate counts ceil(volumes / volumes_per_batch) steps an epoch: the
+    number of batches the real loader yields (batch 4 of 2 patches a volume: 2 volumes)."""
+    import math
+
+    plan = plan_factory(batch_size=4)
+    cfg = TrainConfig(samples_per_volume=2)
+    pairs = plan_gate(plan, usable_pairs(tiny_data), tiny_data, cfg.resampling)
+    loader, _ = train_loader(datalist(pairs, [p.name for p in pairs]), plan, cfg)
+    assert volumes_per_batch(plan, cfg) == 2
+    assert len(list(loader)) == math.ceil(len(pairs) / volumes_per_batch(plan, cfg)) == 3
+
+
 def test_patch_deeper_than_thin_volume_is_padded_not_crashing(
     tiny_data: Path, plan_factory
 ) -> None:
