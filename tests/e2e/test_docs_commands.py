@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.main_job import MainJob
+from tests.fixtures.main_job import GROUP, MainJob
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = ("README.md", "docs/quickstart.md")
@@ -153,6 +153,7 @@ def _run_block(block: Block, clone: Path, env: dict[str, str], port: int) -> Non
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group(GROUP)
 def test_documented_commands_run_as_written(tmp_path: Path, main_job: MainJob) -> None:
     clone = tmp_path / "minivess"
     _checkout_copy(clone)

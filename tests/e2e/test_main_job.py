@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from minivess.tracking.contract import EXPERIMENTS, REGISTERED_MODEL, Flow, Tag
-from tests.fixtures.main_job import MainJob
+from tests.fixtures.main_job import GROUP, MainJob
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(GROUP)]
 
 
 def test_experiment_runs_the_whole_chain_from_any_directory(main_job: MainJob) -> None:
