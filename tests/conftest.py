@@ -4,6 +4,27 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 # Plots render off-screen; torch stays on the 2 CPU cores the suite is sized for.
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Make ``--dist loadgroup`` keep each ``xdist_group`` on one worker under pytest 9.
+
+    pytest-xdist 3.8 tags a grouped test by assigning ``item._nodeid = "<id>@<group>"``, which
+    pytest 9 no longer reads (a node's id is ``item._id``): every group was silently ignored,
+    and two workers each ran the session's main job. This hook runs after xdist's and applies
+    its tag the way pytest 9 reads ids; it is a no-op once xdist sets the id itself.
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    from _pytest.nodeid import NodeId
+
+    for item in items:
+        tagged = item.__dict__.get("_nodeid")
+        if isinstance(tagged, str) and tagged != item.nodeid:
+            item._id = NodeId.parse(tagged)  # type: ignore[attr-defined]
