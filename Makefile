@@ -4,9 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 WORKSPACE ?= workspace
 PYTEST_ARGS ?=
-## pytest-xdist workers: `auto` is one per CPU, at most PYTEST_MAX_WORKERS (the suite is sized for
-## 2 cores). Tests sharing a session fixture stay on one worker (xdist_group, --dist loadgroup).
-## PYTEST_WORKERS=0 runs in one process.
+## The slow tier runs on pytest-xdist workers (its tests wait on servers and subprocesses):
+## `auto` is one per CPU, at most PYTEST_MAX_WORKERS (the suite is sized for 2 cores). Tests
+## sharing a session fixture stay on one worker (xdist_group, --dist loadgroup).
+## PYTEST_WORKERS=0 runs it in one process. The fast tier runs in one process (CPU-bound: two
+## workers took 115 s against 89 s).
 PYTEST_WORKERS ?= auto
 PYTEST_MAX_WORKERS ?= 2
 XDIST := -n $(PYTEST_WORKERS) --maxprocesses $(PYTEST_MAX_WORKERS) --dist loadgroup
@@ -24,11 +26,11 @@ experiment: setup
 test: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -m "not slow" -q $(XDIST) $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not slow" -q $(PYTEST_ARGS)
 	$(BIN)/pytest -m slow -q $(XDIST) $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 test-fast: setup
-	$(BIN)/pytest -m "not slow" -q $(XDIST) $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not slow" -q $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
