@@ -47,7 +47,7 @@ def _log(msg: str) -> None:
 
 
 def memory_points(models: list[str], device: str, batch: int) -> list[dict]:
-    from minivess.planning.harness import measure_peak_mb
+    from minivess.planning.harness import measure
     from minivess.planning.memory import training_mb
     from minivess.planning.profiles import load_model_profile
     from minivess.planning.topology import network_shape
@@ -60,7 +60,7 @@ def memory_points(models: list[str], device: str, batch: int) -> list[dict]:
         for patch in PATCHES[device][profile.topology.rule]:
             shape = network_shape(patch, profile.topology)
             voxels = shape[0] * shape[1] * shape[2]
-            measured = measure_peak_mb(profile, patch, batch=batch, device=device, amp=amp)
+            measured = measure(profile, patch, batch=batch, device=device, amp=amp)[0]
             predicted = training_mb(mem, voxels, batch, amp)
             seed = SEED_BASE_MB + batch * voxels * SEED_BYTES_PER_VOXEL / 2**20
             points.append(
@@ -92,7 +92,7 @@ def fit_feature_model(models: list[str], device: str, batch: int) -> list[dict]:
     squares), and report its error on the held-out patches, next to the per-voxel model's."""
     import numpy as np
 
-    from minivess.planning.harness import measure_peak_mb
+    from minivess.planning.harness import measure
     from minivess.planning.memory import feature_voxels, training_mb
     from minivess.planning.planner import network_plan
     from minivess.planning.profiles import load_model_profile
@@ -109,7 +109,7 @@ def fit_feature_model(models: list[str], device: str, batch: int) -> list[dict]:
             plan = network_plan(profile, patch)
             shape = network_shape(patch, profile.topology)
             feats = feature_voxels(shape, plan.strides, profile.topology, mem)
-            measured = measure_peak_mb(profile, patch, batch=batch, device=device, amp=amp)
+            measured = measure(profile, patch, batch=batch, device=device, amp=amp)[0]
             rows.append((patch, shape, feats, measured))
             _log(json.dumps({"model": name, "patch": patch, "features": feats, "mb": measured}))
         a = np.array([[1.0, batch * r[2] / 2**20] for r in rows[: len(fit)]])
@@ -148,7 +148,7 @@ def _held_out_row(
 
 def check_held_out(models: list[str], device: str, batch: int) -> list[dict]:
     """The profile's feature-map model (fitted on other patches) on the held-out patches."""
-    from minivess.planning.harness import measure_peak_mb
+    from minivess.planning.harness import measure
     from minivess.planning.memory import feature_voxels, training_mb
     from minivess.planning.planner import network_plan
     from minivess.planning.profiles import load_model_profile
@@ -164,7 +164,7 @@ def check_held_out(models: list[str], device: str, batch: int) -> list[dict]:
             shape = network_shape(patch, profile.topology)
             voxels = shape[0] * shape[1] * shape[2]
             feats = feature_voxels(shape, plan.strides, profile.topology, mem)
-            measured = measure_peak_mb(profile, patch, batch=batch, device=device, amp=amp)
+            measured = measure(profile, patch, batch=batch, device=device, amp=amp)[0]
             pred = training_mb(mem, voxels, batch, amp, feats)
             static = training_mb(mem, voxels, batch, amp)
             out.append(_held_out_row(name, patch, measured, pred, static))

@@ -136,18 +136,6 @@ def _cpu_child(profile: ModelProfile, patch: Shape3, batch: int, steps: int, con
 CHILD_TIMEOUT_S = 600
 
 
-def measure_peak_mb(
-    profile: ModelProfile,
-    patch: Shape3,
-    batch: int = 1,
-    device: str = "cpu",
-    amp: bool = False,
-    steps: int = 2,
-) -> float:
-    """Peak training memory (MiB) of ``steps`` steps at ``patch`` (see :func:`measure`)."""
-    return measure(profile, patch, batch, device, amp, steps)[0]
-
-
 def measure(
     profile: ModelProfile,
     patch: Shape3,
