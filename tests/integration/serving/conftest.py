@@ -30,6 +30,10 @@ TOKEN = "integration-test-token"
 #: Limits of the test server: the synthetic volumes fit, the crafted bad ones do not.
 MAX_UPLOAD_BYTES = 1_000_000
 MAX_VOXELS = 200_000
+#: The xdist group of the tests that share :func:`server`: they run on one worker, in file
+#: order, as in one process (split across workers, each half got its own server and the
+#: metrics assertions of test_serving_http/test_serving_hostile failed).
+SERVER_GROUP = "serving-server"
 
 
 @pytest.fixture(scope="session")

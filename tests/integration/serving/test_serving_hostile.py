@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 
 from minivess.serving.guard import OTHER_ROUTE
+from tests.integration.serving.conftest import SERVER_GROUP
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(SERVER_GROUP)]
 
 
 def _vox_offset_bomb() -> bytes:

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 import serving_factories as factories  # registered by this folder's conftest
 
-pytestmark = pytest.mark.slow
+from tests.integration.serving.conftest import SERVER_GROUP
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(SERVER_GROUP)]
 
 
 @pytest.fixture
