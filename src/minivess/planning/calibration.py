@@ -39,7 +39,7 @@ class CalibrationPoint(StrictModel):
     voxels: int
     batch: int
     peak_mb: float
-    step_s: float | None = Field(default=None, description="median training-step wall time")
+    step_s: float | None = Field(default=None, description="fastest steady training-step wall time")
 
 
 class Calibration(StrictModel):

@@ -65,10 +65,9 @@ def _training_steps(
 
 
 def _steady_step_s(times: list[float]) -> float | None:
-    """The median step time after the first (allocation, Adam's state); None for one step."""
-    import statistics
-
-    return statistics.median(times[1:]) if len(times) > 1 else None
+    """The fastest step after the first (allocation, Adam's state); None for one step. The
+    minimum, not the mean: on a shared machine other processes only ever add time."""
+    return min(times[1:]) if len(times) > 1 else None
 
 
 def matmul_tflops(device: str = "cpu", half: bool = False, n: int = 1024, reps: int = 8) -> float:
@@ -142,9 +141,9 @@ def measure(
     batch: int = 1,
     device: str = "cpu",
     amp: bool = False,
-    steps: int = 3,
+    steps: int = 4,
 ) -> tuple[float, float | None]:
-    """(peak training memory MiB, median step seconds after the first) of ``steps`` steps.
+    """(peak training memory MiB, fastest step seconds after the first) of ``steps`` steps.
 
     On ``cuda`` the peak is ``torch.cuda.max_memory_allocated``; on ``cpu`` the peak RSS delta
     of a forked process (Linux ``/proc/self`` VmHWM after a reset), so sizes don't mask each
@@ -194,7 +193,7 @@ def calibrate(
     patches: list[Shape3] | None = None,
     batch: int = 1,
     amp: bool | None = None,
-    steps: int = 3,
+    steps: int = 4,
     progress: bool = True,
 ) -> Calibration:
     """Measure ``profile`` at 2-3 patch sizes on this machine's device and fit the memory model.
@@ -206,7 +205,7 @@ def calibrate(
         batch: samples per step.
         amp: mixed precision (default: on GPU when the profile supports it).
         steps: training steps per size (the peak is reached by the second, Adam's state;
-            the step time is the median after the first).
+            the step time is the fastest after the first).
     """
     import torch
     from rich.progress import Progress
