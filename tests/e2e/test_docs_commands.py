@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.main_job import GROUP, MainJob
+from tests.fixtures.main_job import GROUP, MainJob, tracked_copy
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = ("README.md", "docs/quickstart.md")
@@ -76,17 +76,9 @@ def test_every_marker_is_known_and_says_why() -> None:
 
 
 def _checkout_copy(dest: Path) -> None:
-    """The checkout's tracked (and untracked, not ignored) files, as a fresh clone has them."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, capture_output=True, check=True,
-    ).stdout.decode()  # fmt: skip
-    for rel in filter(None, listed.split("\0")):
-        src = REPO / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    (dest / ".venv").symlink_to(Path(sys.prefix))  # the venv `make setup` made
+    """A fresh clone's files (:func:`tracked_copy`) with the venv `make setup` made."""
+    tracked_copy(dest)
+    (dest / ".venv").symlink_to(Path(sys.prefix))
 
 
 def _free_port() -> int:
