@@ -136,32 +136,31 @@ def fit_memory_model(points: list[CalibrationPoint]) -> tuple[float, float]:
     Raises:
         ValueError: fewer than two distinct sizes.
     """
-    xs = [p.batch * p.voxels for p in points]
-    ys = [p.peak_mb for p in points]
-    if len(set(xs)) < 2:
+    if len({p.batch * p.voxels for p in points}) < 2:
         raise ValueError("calibration needs at least two different patch sizes")
-    n = len(xs)
-    mx, my = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
-    slope = max(slope, 1e-9)
-    base = max(my - slope * mx, 0.0)
+    base, slope = _fit_line(points, [p.peak_mb for p in points], min_slope=1e-9)
     return base, slope * _MIB
 
 
 def fit_step_time(points: list[CalibrationPoint]) -> tuple[float, float] | None:
     """Least-squares ``(base_s, s_per_voxel)`` through ``step_s`` vs ``batch * voxels`` (None
-    when a point has no step time)."""
-    if any(p.step_s is None for p in points) or len({p.batch * p.voxels for p in points}) < 2:
+    when a point has no step time, or fewer than two sizes were timed)."""
+    times = [p.step_s for p in points]
+    if any(t is None for t in times) or len({p.batch * p.voxels for p in points}) < 2:
         return None
+    return _fit_line(points, [float(t or 0.0) for t in times], min_slope=0.0)
+
+
+def _fit_line(
+    points: list[CalibrationPoint], ys: list[float], min_slope: float
+) -> tuple[float, float]:
+    """Least squares of ``ys`` against ``batch * voxels``: (intercept >= 0, slope >=
+    ``min_slope``); needs two different sizes."""
     xs = [float(p.batch * p.voxels) for p in points]
-    ys = [float(p.step_s or 0.0) for p in points]
     n = len(xs)
     mx, my = sum(xs) / n, sum(ys) / n
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
-        (x - mx) ** 2 for x in xs
-    )
-    slope = max(slope, 0.0)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = max(sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx, min_slope)
     return max(my - slope * mx, 0.0), slope
 
 
