@@ -77,8 +77,10 @@ class Prepared:
     accelerators: list[str] = field(default_factory=list)
     estimates: list[Estimate] = field(default_factory=list)
     job: JobSteps | None = None
-    #: The same job planned for and run on this machine (what a rehearsal measures).
+    #: The same job planned for and run on this machine (what a rehearsal measures), or why
+    #: there is no estimate of it.
     here: list[Estimate] = field(default_factory=list)
+    here_why: str = ""
 
 
 def sky_command(target: TargetConfig, yaml_path: Path, pool_file: Path | None) -> str:
@@ -396,7 +398,9 @@ def prepare(
         )
         _log_estimates(prepared, why)
         local = list(local_gpu_names(_known_gpus())) or ["cpu"]
-        prepared.here = estimates_for(here, job_of(here, ctx, volumes, 1), local[:1], [False])[0]
+        prepared.here, prepared.here_why = estimates_for(
+            here, job_of(here, ctx, volumes, 1), local[:1], [False]
+        )
     for name in prepared.missing_secrets:
         log.warning(
             "launch: secret %s is not set in this shell: `--secret %s` will fail; "

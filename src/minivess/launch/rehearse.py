@@ -795,7 +795,7 @@ def rehearse(opts: RehearsalOptions) -> RehearsalReport:
         yaml=str(prepared.yaml_path),
         attempts=[asdict(a) for a in attempts],
         uninterrupted_seconds=ref_attempt.seconds,
-        estimate=estimate_against(prepared.here, ref_attempt.seconds),
+        estimate=estimate_against(prepared.here, prepared.here_why, ref_attempt.seconds),
     )
     report.passed = bool(
         report.recovered
@@ -809,12 +809,12 @@ def rehearse(opts: RehearsalOptions) -> RehearsalReport:
     return report
 
 
-def estimate_against(here: list[Estimate], measured_s: float) -> dict[str, Any]:
+def estimate_against(here: list[Estimate], why: str, measured_s: float) -> dict[str, Any]:
     """The launcher's estimate for this machine against the uninterrupted rehearsal's wall
-    time (which also holds the node's setup, imports, data caching and checkpoint writes)."""
+    time (which also holds the node's setup, imports, data caching and checkpoint writes);
+    ``why`` there is none, when there is none."""
     if not here:
-        return {"estimated_s": None, "measured_s": round(measured_s, 1),
-                "why": "no step time calibrated (minivess calibrate --model <model>)"}  # fmt: skip
+        return {"estimated_s": None, "measured_s": round(measured_s, 1), "why": why}
     est = here[0]
     return {
         "device": est.accelerator,

@@ -52,3 +52,16 @@ def test_estimates_per_candidate_and_spot_mode_from_the_stored_calibration(
     )
     assert found[0].usd == pytest.approx((t4.usd or 0) * table.spot_price_fraction)
     assert all(e.steps is job for e in found)
+
+
+def test_the_rehearsal_report_sets_the_estimate_against_the_measured_run() -> None:
+    from minivess.launch.rehearse import estimate_against
+    from minivess.planning.estimate import Estimate
+
+    job = JobSteps(cells=1, epochs=2, train_steps=4, val_windows=14)
+    here = Estimate("cpu", False, 12.0, None, job, "calibrated on cpu (2026-12-01)")
+    report = estimate_against([here], "", 30.0)
+    assert (report["estimated_s"], report["measured_s"]) == (12.0, 30.0)
+    assert report["measured_over_estimated"] == 2.5 and report["device"] == "cpu"
+    none = estimate_against([], "no step time is calibrated for 'dynunet': ...", 30.0)
+    assert none["estimated_s"] is None and "'dynunet'" in none["why"]
