@@ -4,8 +4,10 @@
 # runs it, and the slow test tests/e2e/test_wheel_install.py runs it on a built wheel in a fresh
 # venv, so the image's install is tested where no image can be built.
 #
-# Steps: (1) a venv, (2) torch pinned to TORCH_VERSION from the variant's index, (3) minivess with
-# EXTRAS, pinned by CONSTRAINTS, (4) a check that the installed torch is the variant asked for.
+# Steps: (1) a venv, (2) torch pinned to TORCH_VERSION from the variant's index (with pip, so the
+# machine's pip configuration applies: a mirror, a local wheel folder), (3) minivess with EXTRAS,
+# pinned by CONSTRAINTS (with uv when it can be had: ~10 s, where pip takes ~4 min for the ~300
+# packages on 2 cores), (4) a check that the installed torch is the variant asked for.
 #
 # Environment (all optional):
 #   PYTHON         interpreter for the venv (default python3.11, else python3; needs >= 3.11)
@@ -19,6 +21,10 @@
 #                  cpu (the CPU build; verified after install), cuda (PyPI's default CUDA build)
 #   TORCH_INDEX    force an index URL for torch (e.g. a mirror of download.pytorch.org/whl/cpu)
 #   CONSTRAINTS    pins (default .ci/constraints.txt next to this script; empty = resolve freely)
+#   INSTALLER      step (3)'s installer: auto (default: uv from the venv or PATH, else uv pinned by
+#                  CONSTRAINTS pip-installed into the venv; pip when uv cannot be had or fails),
+#                  uv (uv or fail), pip. uv reads no pip configuration: give a mirror to uv with
+#                  its own variables (UV_INDEX_URL, UV_FIND_LINKS), or use INSTALLER=pip.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -28,12 +34,22 @@ PACKAGE=${PACKAGE:-$root}
 EXTRAS=${EXTRAS:-dev}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 TORCH_VARIANT=${TORCH_VARIANT:-auto}
+INSTALLER=${INSTALLER:-auto}
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 CONSTRAINTS=${CONSTRAINTS-$here/constraints.txt}
 CPU_INDEX=https://download.pytorch.org/whl/cpu
 if [ -d "$PACKAGE" ]; then EDITABLE=${EDITABLE:-1}; else EDITABLE=${EDITABLE:-0}; fi
 
 say() { echo "install: $*"; }
+# The choices, checked before any work.
+case "$TORCH_VARIANT" in
+  auto|cpu|cuda) ;;
+  *) echo "install: TORCH_VARIANT=$TORCH_VARIANT; use auto, cpu or cuda" >&2; exit 2 ;;
+esac
+case "$INSTALLER" in
+  auto|uv|pip) ;;
+  *) echo "install: INSTALLER=$INSTALLER; use auto, uv or pip" >&2; exit 2 ;;
+esac
 
 # (1) the venv
 "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), "minivess needs Python >= 3.11"'
@@ -64,10 +80,6 @@ case "$TORCH_VARIANT" in
       torch_args=()
     fi
     ;;
-  *)
-    echo "install: TORCH_VARIANT=$TORCH_VARIANT; use auto, cpu or cuda" >&2
-    exit 2
-    ;;
 esac
 "${pip[@]}" "${torch_args[@]}" "torch==$TORCH_VERSION"
 
@@ -77,7 +89,35 @@ if [ "$EDITABLE" = 1 ]; then
 else
   target=("$PACKAGE[$EXTRAS]")
 fi
-"${pip[@]}" ${CONSTRAINTS:+-c "$CONSTRAINTS"} "${target[@]}" "torch==$TORCH_VERSION"
+deps=(${CONSTRAINTS:+-c "$CONSTRAINTS"} "${target[@]}" "torch==$TORCH_VERSION")
+
+# uv's path, or nothing: the venv's, PATH's, or uv pip-installed into the venv (pinned).
+find_uv() {
+  if [ -x "$VENV/bin/uv" ]; then echo "$VENV/bin/uv"; return; fi
+  if command -v uv >/dev/null 2>&1; then command -v uv; return; fi
+  if "${pip[@]}" ${CONSTRAINTS:+-c "$CONSTRAINTS"} uv >/dev/null 2>&1 && [ -x "$VENV/bin/uv" ]; then
+    echo "$VENV/bin/uv"
+  fi
+}
+
+uv=
+[ "$INSTALLER" = pip ] || uv=$(find_uv)
+if [ -z "$uv" ] && [ "$INSTALLER" = uv ]; then
+  echo "install: INSTALLER=uv, but uv is not on PATH and pip could not install it" >&2
+  exit 2
+fi
+if [ -n "$uv" ]; then
+  say "installing minivess[$EXTRAS] with $("$uv" --version)"
+  if ! "$uv" pip install -q --python "$VENV/bin/python" "${deps[@]}"; then
+    [ "$INSTALLER" = auto ] || exit 1
+    say "uv could not install it (above); trying pip"
+    uv=
+  fi
+fi
+if [ -z "$uv" ]; then
+  say "installing minivess[$EXTRAS] with pip"
+  "${pip[@]}" "${deps[@]}"
+fi
 
 # (4) the variant really is what was asked for
 "$VENV/bin/python" - "$TORCH_VARIANT" <<'PY'

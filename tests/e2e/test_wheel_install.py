@@ -34,6 +34,7 @@ def test_wheel_installs_and_runs_from_an_empty_directory(tmp_path: Path, main_jo
         assert shipped in names, f"{shipped} missing from {wheel.name}"
     assert not any(n.startswith("minivess/_data/sky/rendered") for n in names)
     assert "torch 2." in main_job.install_output
+    assert "with uv " in main_job.install_output  # step (3): auto picks uv (pip-installed, pinned)
     assert f"{venv} ready" in main_job.install_output
 
     empty = tmp_path / "empty"
