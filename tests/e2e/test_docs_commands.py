@@ -1,14 +1,16 @@
 """The README's and the quickstart's shell commands, run in order as a stranger types them.
 
-Every fenced ``bash`` block of :data:`DOCS` runs, in document order, in a fresh copy of the
-checkout (its tracked files, with this environment's venv as ``.venv``), each block as one
-``bash -e`` script, and must exit 0. A block that cannot run here says so right above it, with
-its reason, in an HTML comment the reader does not see rendered:
+Every fenced ``bash`` block of each document of :data:`DOCS` runs, in document order, in a fresh
+copy of the checkout (its tracked files, with this environment's venv as ``.venv``), each block
+as one ``bash -e`` script, and must exit 0. One test per document: a reader follows one page.
+A block that cannot run here says so right above it, with its reason, in an HTML comment the
+reader does not see rendered:
 
 - ``<!-- docs-test: skip (why) -->``: not run (cloud accounts, your own data, the suite itself);
-- ``<!-- docs-test: main-job (why) -->``: the block runs the main job (40 epochs, minutes); the
-  test copies in the workspace of the session's 1-epoch run of the same chain
-  (:mod:`tests.fixtures.main_job`) instead, so what follows finds the champion and the data.
+- ``<!-- docs-test: main-job (why) -->``: the block runs the main job (40 epochs, minutes) and
+  the blocks after it read its workspace; the test copies in the workspace of the session's
+  1-epoch run of the same chain (:mod:`tests.fixtures.main_job`) instead. Only a document with
+  this marker waits for that run (its test joins the main job's xdist group).
 
 A server a block starts must be stopped by the block itself: the test fails when its port is
 still open afterwards.
@@ -144,26 +146,39 @@ def _run_block(block: Block, clone: Path, env: dict[str, str], port: int) -> Non
         pytest.fail(f"{where}: a server is still listening on port {port} after the block")
 
 
+def _param(doc: str) -> object:
+    """``doc``, in the main job's xdist group when a block needs its workspace."""
+    needs_main_job = any(b.action == "main-job" for b in doc_blocks(doc))
+    return pytest.param(doc, marks=pytest.mark.xdist_group(GROUP) if needs_main_job else ())
+
+
 @pytest.mark.slow
-@pytest.mark.xdist_group(GROUP)
-def test_documented_commands_run_as_written(tmp_path: Path, main_job: MainJob) -> None:
+@pytest.mark.parametrize(
+    "doc",
+    [_param(doc) for doc in DOCS],
+)
+def test_documented_commands_run_as_written(
+    doc: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     clone = tmp_path / "minivess"
     _checkout_copy(clone)
     port = _free_port()
     env = _stranger_env(tmp_path, port)
     ran = []
-    for doc in DOCS:
-        for block in doc_blocks(doc):
-            if block.action == "skip":
-                continue
-            if block.action == "main-job":
-                shutil.copytree(main_job.workspace, clone / "workspace", dirs_exist_ok=True)
-                continue
-            _run_block(block, clone, env, port)
-            ran.append(f"{doc}:{block.line}")
-    assert len(ran) >= 2, ran
-    assert (clone / "checkpoints" / "best.pt").is_file()  # README: train, then evaluate it
-    mask = clone / "workspace" / "mask.nii.gz"  # quickstart: the served model's answer
-    import nibabel as nib
+    for block in doc_blocks(doc):
+        if block.action == "skip":
+            continue
+        if block.action == "main-job":
+            main_job: MainJob = request.getfixturevalue("main_job")
+            shutil.copytree(main_job.workspace, clone / "workspace", dirs_exist_ok=True)
+            continue
+        _run_block(block, clone, env, port)
+        ran.append(f"{doc}:{block.line}")
+    assert ran, f"{doc}: no block ran"
+    if doc == "README.md":  # train, then evaluate what it wrote
+        assert (clone / "checkpoints" / "best.pt").is_file()
+    if doc == "docs/quickstart.md":  # the served model's answer, on the main job's data
+        import nibabel as nib
 
-    assert nib.load(mask).shape == nib.load(clone / "workspace/data/raw/mv01.nii.gz").shape
+        mask = clone / "workspace" / "mask.nii.gz"
+        assert nib.load(mask).shape == nib.load(clone / "workspace/data/raw/mv01.nii.gz").shape
