@@ -19,6 +19,7 @@ S3_MAX_ATTEMPTS = 3
 S3_CONNECT_TIMEOUT_S = 3
 #: Seconds to wait for a read; a stalled endpoint then fails within about
 #: S3_MAX_ATTEMPTS × (S3_CONNECT_TIMEOUT_S + S3_READ_TIMEOUT_S) plus backoff (under a minute).
+#: These bounds hold for every S3 client here: boto3's, MLflow's, and DVC's remote.
 S3_READ_TIMEOUT_S = 15
 
 

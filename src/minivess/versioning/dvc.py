@@ -15,6 +15,7 @@ from pathlib import Path
 
 from minivess.errors import DataError, MinivessError
 from minivess.settings import Settings
+from minivess.tracking.storage import S3_CONNECT_TIMEOUT_S, S3_READ_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,6 @@ class DataVersion:
 
 #: Seconds a dvc command may run before it is stopped (a stalled remote must not hang us).
 DVC_TIMEOUT_S = 600.0
-#: Seconds DVC's S3 client waits to connect / for a read before retrying (dvc-s3 options).
-S3_CONNECT_TIMEOUT_S, S3_READ_TIMEOUT_S = 10, 30
 #: DVC's support banner, printed after every error; never the reason.
 _BANNER = ("Having any troubles?", "https://dvc.org/support", "https://discord.com/invite")
 
@@ -91,7 +90,7 @@ def init_project(project: Path, settings: Settings) -> None:
     endpoint = settings.storage.s3.endpoint_url
     if url.startswith("s3://") and endpoint:
         _dvc(project, "remote", "modify", REMOTE_NAME, "endpointurl", endpoint)
-    if url.startswith("s3://"):
+    if url.startswith("s3://"):  # the same bounds as every other S3 client here (dvc-s3 options)
         _dvc(project, "remote", "modify", REMOTE_NAME, "connect_timeout", str(S3_CONNECT_TIMEOUT_S))
         _dvc(project, "remote", "modify", REMOTE_NAME, "read_timeout", str(S3_READ_TIMEOUT_S))
 

@@ -287,6 +287,7 @@ def test_stalled_s3_ends_dvc_checkpoints_and_mlflow_artifacts_in_one_line_within
 
     from minivess.settings import load_settings
     from minivess.tracking import mlflow_adapter as mfa
+    from minivess.tracking import storage
     from minivess.tracking.contract import Flow
     from minivess.tracking.storage import StorageUnavailableError
     from minivess.training.checkpoint import CheckpointError, write_bytes
@@ -304,6 +305,9 @@ def test_stalled_s3_ends_dvc_checkpoints_and_mlflow_artifacts_in_one_line_within
     # A user's AWS setup may ask for many retries; MLflow's own S3 client would honour them
     # (10 x botocore's 60 s read timeout): the bounded client config must win.
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "10")
+    # A 3 s read bound in place of 15 s: what is proven is that both clients get our bound
+    # (a client without it would wait 10 min), and the slow tier does not wait 45 s for it.
+    monkeypatch.setattr(storage, "S3_READ_TIMEOUT_S", 3)
     default_session = boto3.DEFAULT_SESSION
     proc.send_signal(signal.SIGSTOP)  # the endpoint accepts connections, then never answers
     t0 = time.monotonic()
@@ -326,8 +330,8 @@ def test_stalled_s3_ends_dvc_checkpoints_and_mlflow_artifacts_in_one_line_within
             mfa.log_text("profile", "profile.json")
         with pytest.raises(CheckpointError) as ck_err:
             saved.result()
-    # harness bound: both clients' budget is ~1 min (botocore's defaults would be many minutes)
-    assert time.monotonic() - t0 < 180
+    # harness bound: both clients' budget is 3 x 3 s plus backoff (botocore's: 10 x 60 s)
+    assert time.monotonic() - t0 < 90
     assert "s3://stalled/run/last.pt" in str(ck_err.value)
     message = str(art_err.value)
     assert "MLflow could not store an artifact on S3" in message and "\n" not in message
