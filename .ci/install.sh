@@ -6,8 +6,8 @@
 #
 # Steps: (1) a venv, (2) torch pinned to TORCH_VERSION from the variant's index (with pip, so the
 # machine's pip configuration applies: a mirror, a local wheel folder), (3) minivess with EXTRAS,
-# pinned by CONSTRAINTS (with uv when it can be had: ~10 s, where pip takes ~4 min for the ~300
-# packages on 2 cores), (4) a check that the installed torch is the variant asked for.
+# pinned by CONSTRAINTS (with uv when it can be had: ~1 min with bytecode, where pip takes ~4 min
+# for the ~300 packages on 2 cores), (4) a check that the installed torch is the variant asked for.
 #
 # Environment (all optional):
 #   PYTHON         interpreter for the venv (default python3.11, else python3; needs >= 3.11)
@@ -25,6 +25,8 @@
 #                  CONSTRAINTS pip-installed into the venv; pip when uv cannot be had or fails),
 #                  uv (uv or fail), pip. uv reads no pip configuration: give a mirror to uv with
 #                  its own variables (UV_INDEX_URL, UV_FIND_LINKS), or use INSTALLER=pip.
+#   PIP_NO_COMPILE pip's own variable: set, neither pip nor uv writes .pyc files (both do by
+#                  default, so a read-only image does not compile on every start)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -108,7 +110,9 @@ if [ -z "$uv" ] && [ "$INSTALLER" = uv ]; then
 fi
 if [ -n "$uv" ]; then
   say "installing minivess[$EXTRAS] with $("$uv" --version)"
-  if ! "$uv" pip install -q --python "$VENV/bin/python" "${deps[@]}"; then
+  compile=(--compile-bytecode)
+  [ -z "${PIP_NO_COMPILE:-}" ] || compile=()
+  if ! "$uv" pip install -q "${compile[@]}" --python "$VENV/bin/python" "${deps[@]}"; then
     [ "$INSTALLER" = auto ] || exit 1
     say "uv could not install it (above); trying pip"
     uv=
