@@ -18,13 +18,8 @@ def test_poll_runs_data_flow_and_training_chain_only_when_the_dvc_hash_changes(
     from minivess.settings import load_settings
     from minivess.versioning.dvc import version_data
 
-    # Three held-out volumes, not the default's ten: the chain is what is proven here (the main
-    # job scores the default set).
-    held_out = tmp_path / "held-out"
-    synthesize(held_out, scale="small", n_volumes=3, seed=9, progress=False)
     raw = yaml.safe_load(tiny_experiment.read_text())
     raw["deploy"]["enabled"] = False
-    raw["data"]["test_dir"] = str(held_out)
     tiny_experiment.write_text(yaml.safe_dump(raw))
     ws = tmp_path / "ws"
     data_dir = ws / "data"
