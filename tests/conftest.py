@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
 # Plots render off-screen; torch stays on the 2 CPU cores the suite is sized for.
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _bentoml_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """BentoML's stores (models, bentos, its Prometheus files) in this test process's temp
+    dir, not the developer's ~/bentoml: each xdist worker's servers get their own."""
+    if "BENTOML_HOME" in os.environ:
+        yield
+        return
+    os.environ["BENTOML_HOME"] = str(tmp_path_factory.mktemp("bentoml"))
+    yield
+    del os.environ["BENTOML_HOME"]
 
 
 @pytest.hookimpl(trylast=True)

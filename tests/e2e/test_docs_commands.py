@@ -113,6 +113,7 @@ def _stranger_env(tmp: Path, port: int) -> dict[str, str]:
     }
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
     env["PREFECT_HOME"] = str(tmp / "prefect-home")
+    env["BENTOML_HOME"] = str(tmp / "bentoml")  # what `minivess serve` stores, not in ~/bentoml
     env["PORT"] = str(port)
     return env
 
