@@ -19,7 +19,8 @@ S3_MAX_ATTEMPTS = 3
 S3_CONNECT_TIMEOUT_S = 3
 #: Seconds to wait for a read; a stalled endpoint then fails within about
 #: S3_MAX_ATTEMPTS × (S3_CONNECT_TIMEOUT_S + S3_READ_TIMEOUT_S) plus backoff (under a minute).
-#: These bounds hold for every S3 client here: boto3's, MLflow's, and DVC's remote.
+#: Both timeouts go to every S3 client here: boto3's, MLflow's, and DVC's remote (whose
+#: retries are dvc-s3's own: S3_MAX_ATTEMPTS is not passed to it).
 S3_READ_TIMEOUT_S = 15
 
 
