@@ -1,7 +1,8 @@
 """The one sliding-window inference: training validation, evaluation and serving all call it.
 
-Windows are the plan's ``sw_roi`` with its ``sw_overlap``, blended with a Gaussian (MONAI's
-``sliding_window_inference``), so the three places score and serve the same way.
+Windows are the plan's ``sw_roi`` with its ``sw_overlap``, ``sw_batch_size`` of them per forward
+pass, blended with a Gaussian (MONAI's ``sliding_window_inference``), so the three places score
+and serve the same way.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def sliding_window(
         plan: gives ``sw_roi`` (voxels, x, y, z) and ``sw_overlap`` (fraction of a window).
         predictor: a network or any callable from a (N, 1, *roi) batch to logits; its output
             goes through :func:`primary_output`.
-        sw_batch_size: windows per forward pass (default: the plan's batch size).
+        sw_batch_size: windows per forward pass (default: the plan's ``sw_batch_size``).
         overlap: override of the plan's overlap (serving may trade accuracy for speed).
     """
     from monai.inferers import sliding_window_inference
@@ -54,7 +55,7 @@ def sliding_window(
     out = sliding_window_inference(
         image,
         roi_size=tuple(plan.sw_roi),
-        sw_batch_size=sw_batch_size or max(1, plan.batch_size),
+        sw_batch_size=sw_batch_size or plan.sw_batch_size,
         predictor=lambda x: primary_output(predictor(x)),
         overlap=plan.sw_overlap if overlap is None else overlap,
         mode=BLEND_MODE,

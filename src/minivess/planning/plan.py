@@ -16,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from minivess.data.schema import Shape3, Spacing3
 from minivess.keys import PatchPolicy, Source, Tier
 
-#: Version of the plan schema, bumped on breaking changes (2: the network's builder and params).
-PLAN_SCHEMA_VERSION = 2
+#: Version of the plan schema, bumped on breaking changes (2: the network's builder and params;
+#: 3: ``sw_batch_size``).
+PLAN_SCHEMA_VERSION = 3
 
 
 class Decision(BaseModel):
@@ -66,6 +67,11 @@ class TrainingPlan(BaseModel):
     grad_accum_steps: int = 1
     sw_roi: Shape3
     sw_overlap: float
+    sw_batch_size: int = Field(
+        ge=1,
+        description="windows per forward pass in sliding-window "
+        "inference (validation, evaluation, serving)",
+    )
     strides: list[Shape3]
     kernel_sizes: list[Shape3]
     padded_volumes: list[str] = Field(

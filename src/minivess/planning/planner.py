@@ -33,7 +33,7 @@ from minivess.keys import PatchPolicy, SmallVolumes, Source, Tier
 from minivess.planning.calibration import Calibration
 from minivess.planning.cloud import gpu_candidates, parse_accelerator
 from minivess.planning.hardware import HardwareBudget
-from minivess.planning.memory import feature_voxels, memory_model, training_mb
+from minivess.planning.memory import feature_voxels, inference_mb, memory_model, training_mb
 from minivess.planning.plan import Decision, PlanNetwork, TrainingPlan
 from minivess.planning.profiles import MemorySpec, ModelProfile, TopologySpec
 from minivess.planning.settings import PlannerSettings, TierSpec, load_planner_settings
@@ -67,6 +67,7 @@ class PlanOverrides(StrictModel):
     grad_accum_steps: int | None = Field(default=None, ge=1)
     sw_roi: Shape3 | None = None
     sw_overlap: float | None = Field(default=None, ge=0, lt=1)
+    sw_batch_size: int | None = Field(default=None, ge=1)
     accelerators: list[str] | None = None
     patch_policy: PatchPolicy | None = Field(
         default=None, description="min_volume (seed D2 default) or median_pad (nnU-Net)"
@@ -303,6 +304,33 @@ class StepBudget:
 def _voxels(patch: Shape3, topo: TopologySpec) -> int:
     shape = network_shape(patch, topo)
     return shape[0] * shape[1] * shape[2]
+
+
+def determine_sw_batch(
+    ov: PlanOverrides, sw_roi: Shape3, batch: int, step: StepBudget, cap: int
+) -> tuple[int, str]:
+    """Windows per forward pass in sliding-window inference, and why.
+
+    Inference keeps no activations for a backward pass, so the training batch always fits; it
+    grows by doubling up to ``cap`` (``sw_batch_max``) while :func:`inference_mb` of that many
+    windows stays within the step's budget.
+    """
+    voxels = _voxels(sw_roi, step.model.topology)
+    size = max(1, batch)
+    while size * 2 <= cap and inference_mb(step.mem, voxels, step.amp, size * 2) <= step.budget_mb:
+        size *= 2
+    if ov.sw_batch_size is not None:
+        return ov.sw_batch_size, f"auto would use {size}"
+    if size == max(1, batch):
+        why = f"the training batch ({batch})"
+        if size < cap:
+            why += f"; {size * 2} windows would not fit the {step.budget_mb:.0f} MiB budget"
+        return size, why
+    mb = inference_mb(step.mem, voxels, step.amp, size)
+    return size, (
+        f"{mb:.0f} MiB for {size} windows <= budget {step.budget_mb:.0f} MiB "
+        f"(at most sw_batch_max={cap}; inference keeps no activations for backward)"
+    )
 
 
 def fit_memory(
@@ -1004,6 +1032,8 @@ def plan_training(
     decide("sw_roi", list(sw_roi), "the training patch (same network shapes)", "sw_roi")
     sw_overlap = ov.sw_overlap if ov.sw_overlap is not None else model.sw_overlap
     decide("sw_overlap", sw_overlap, f"model profile '{model.name}' default", "sw_overlap")
+    sw_batch, sw_batch_reason = determine_sw_batch(ov, sw_roi, batch, step, settings.sw_batch_max)
+    decide("sw_batch_size", sw_batch, sw_batch_reason, "sw_batch_size")
     count = devices if tier is Tier.CLOUD_MULTI else 1
     accelerators, acc_reason = determine_accelerators(ov, model, patch, batch, count, settings)
     decide("accelerators", accelerators, acc_reason, "accelerators")
@@ -1019,6 +1049,7 @@ def plan_training(
         grad_accum_steps=accum,
         sw_roi=sw_roi,
         sw_overlap=sw_overlap,
+        sw_batch_size=sw_batch,
         strides=strides,
         kernel_sizes=kernels_for(strides, model.topology),
         padded_volumes=padded,
@@ -1065,6 +1096,7 @@ def network_plan(
         amp=amp,
         sw_roi=patch,
         sw_overlap=model.sw_overlap,
+        sw_batch_size=batch,
         strides=strides,
         kernel_sizes=kernels_for(strides, model.topology),
         network=plan_network(model),

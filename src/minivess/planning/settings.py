@@ -44,6 +44,9 @@ class PlannerSettings(StrictModel):
     batch_dataset_fraction: float = Field(
         default=0.05, gt=0, le=1, description="a batch covers at most this share of the data"
     )
+    sw_batch_max: int = Field(
+        default=4, ge=1, description="windows per forward in sliding-window inference, at most"
+    )
     tiers: dict[Tier, TierSpec]
 
     def tier(self, tier: Tier) -> TierSpec:

@@ -44,7 +44,7 @@ class Segmenter:
         predictor: maps a float32 torch tensor batch to logits.
         plan: the training plan (``sw_roi``, ``sw_overlap``).
         backend: the engine name, for logs and metrics.
-        sw_batch_size: windows per forward pass.
+        sw_batch_size: windows per forward pass; ``None`` uses ``plan.sw_batch_size``.
         sw_overlap: overlap in [0, 1); ``None`` uses ``plan.sw_overlap``.
         target_spacing: (x, y, z) header units of the grid the model trained on, when training
             resampled; inputs at another spacing are resampled to it and the mask is mapped
@@ -56,7 +56,7 @@ class Segmenter:
         predictor: Callable[[torch.Tensor], torch.Tensor],
         plan: TrainingPlan,
         backend: Backend,
-        sw_batch_size: int = 1,
+        sw_batch_size: int | None = None,
         sw_overlap: float | None = None,
         target_spacing: tuple[float, float, float] | None = None,
     ) -> None:
@@ -64,7 +64,7 @@ class Segmenter:
         self.target_spacing = target_spacing
         self.plan = plan
         self.backend = backend
-        self.sw_batch_size = sw_batch_size
+        self.sw_batch_size = plan.sw_batch_size if sw_batch_size is None else sw_batch_size
         self.sw_overlap = plan.sw_overlap if sw_overlap is None else sw_overlap
 
     def logits(self, volume: np.ndarray, spacing: Sequence[float] | None = None) -> np.ndarray:
@@ -207,12 +207,13 @@ def load_segmenter(settings: ServeSettings) -> Segmenter:
     else:
         predictor = torch_predictor(eager_module(bundle, plan), device)
     log.info(
-        "serving %s with %s on %s: roi %s, overlap %s (plan %s)",
+        "serving %s with %s on %s: roi %s, overlap %s, %s windows per forward (plan %s)",
         bundle,
         settings.backend.value,
         device,
         plan.sw_roi,
         settings.sw_overlap if settings.sw_overlap is not None else plan.sw_overlap,
+        settings.sw_batch_size or plan.sw_batch_size,
         plan.plan_hash,
     )
     if target_spacing is not None:

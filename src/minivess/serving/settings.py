@@ -54,7 +54,8 @@ class ServeSettings(StrictModel):
             any array is allocated (decompression-bomb guard).
         auth_token_env: NAME of the environment variable holding the bearer token; ``None``
             disables auth. The variable must be set and non-empty when auth is enabled.
-        sw_batch_size: windows per forward pass in sliding-window inference.
+        sw_batch_size: windows per forward pass in sliding-window inference; ``None`` uses
+            the plan's ``sw_batch_size``.
         sw_overlap: sliding-window overlap in [0, 1); ``None`` uses the plan's ``sw_overlap``.
         num_threads: intra-op threads of torch / ONNX Runtime; ``None`` keeps the library default.
         max_concurrency: inference requests in flight per replica; more get 503 + Retry-After.
@@ -67,7 +68,7 @@ class ServeSettings(StrictModel):
     max_upload_bytes: int = Field(default=256 * MIB, gt=0)
     max_voxels: int = Field(default=512 * 512 * 160, gt=0)
     auth_token_env: str | None = None
-    sw_batch_size: int = Field(default=1, gt=0)
+    sw_batch_size: int | None = Field(default=None, gt=0)
     sw_overlap: float | None = Field(default=None, ge=0.0, lt=1.0)
     num_threads: int | None = Field(default=None, gt=0)
     max_concurrency: int = Field(default=8, gt=0)

@@ -30,6 +30,7 @@ def make_plan(roi: tuple[int, int, int] = (32, 32, 8)) -> TrainingPlan:
         amp=False,
         sw_roi=roi,
         sw_overlap=0.25,
+        sw_batch_size=1,
         strides=STRIDES,
         kernel_sizes=KERNELS,
     )
@@ -39,24 +40,10 @@ def make_model(plan: TrainingPlan, seed: int = 0):
     """A tiny seeded network for ``plan`` (2 output classes)."""
     import torch
 
-    torch.manual_seed(seed)
-    try:
-        from minivess.models import build_model
-    except ImportError:  # planner's builder not committed yet: the same DynUNet, tiny filters
-        build_model = None
-    if build_model is not None:
-        return build_model(plan, in_channels=1, out_channels=2).eval()
-    from monai.networks.nets import DynUNet
+    from minivess.models import build_model
 
-    return DynUNet(
-        3,
-        1,
-        2,
-        kernel_size=plan.kernel_sizes,
-        strides=plan.strides,
-        upsample_kernel_size=plan.strides[1:],
-        filters=[8, 16, 32],
-    ).eval()
+    torch.manual_seed(seed)
+    return build_model(plan, in_channels=1, out_channels=2).eval()
 
 
 def write_synthetic(out_dir: Path, shape=(64, 48, 10), spacing=(0.5, 0.5, 2.0), seed=1) -> Path:
