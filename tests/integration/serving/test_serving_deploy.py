@@ -145,7 +145,11 @@ def test_deploy_model_exports_builds_and_smoke_tests(
     assert [m["tag"] for m in _bentoml_json("get", plain_tag)["models"]] == [other_tag]  # type: ignore[index]
 
 
-def test_minivess_serve_serves_a_checkpoint(tmp_path: Path, plan, model, volume_path) -> None:
+def test_minivess_serve_serves_a_checkpoint_and_stops_on_sigterm(
+    tmp_path: Path, plan, model, volume_path
+) -> None:
+    """A checkpoint directory served as is, then ``kill <pid>`` (systemd, docker stop): circusd
+    and its workers end too and the port is free. (SIGINT: the test below.)"""
     from minivess.serving.client import summarize_file
     from minivess.serving.server import free_port
 
@@ -153,25 +157,20 @@ def test_minivess_serve_serves_a_checkpoint(tmp_path: Path, plan, model, volume_
     port = free_port()
     cmd = [sys.executable, "-m", "minivess", "serve", "--model-uri", str(checkpoint.parent)]
     cmd += ["--port", str(port), "--workdir", str(tmp_path / "work")]
-    log = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
+        _wait_ready(url, proc, log_path)
         summary = summarize_file(url, volume_path)
         assert summary["shape"] == [64, 48, 10]
         assert summary["backend"] == "onnx"
+        _assert_stops(proc, port, signal.SIGTERM)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
-        log.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
 
 def test_minivess_serve_bad_model_uri_is_a_one_line_error(tmp_path: Path) -> None:
@@ -239,12 +238,25 @@ def _wait_ready(url: str, proc: subprocess.Popen, log: Path) -> None:
     raise AssertionError(f"not ready: {log.read_text()[-2000:]}")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_minivess_serve_stops_on_kill_and_leaves_no_process(tmp_path: Path, bundle_dir, sig):
-    """``kill <pid>`` of ``minivess serve`` (systemd, docker stop, a shell) ends circusd and its
-    workers too and frees the port. The signal goes to the one pid, as ``kill`` does."""
+def _assert_stops(proc: subprocess.Popen, port: int, sig: int) -> None:
+    """``sig`` to the one pid, as ``kill`` sends it: it exits 128+sig, its circusd and workers
+    end, and ``port`` is free again."""
     import psutil
 
+    family = psutil.Process(proc.pid).children(recursive=True)
+    assert any("circus" in " ".join(p.cmdline()) for p in family), [p.cmdline() for p in family]
+    os.kill(proc.pid, sig)
+    assert proc.wait(60) == 128 + sig
+    psutil.wait_procs(family, timeout=30)
+    alive = [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert alive == []
+    with socket_bound(port):
+        pass  # the port is free again
+
+
+def test_minivess_serve_stops_on_sigint_and_leaves_no_process(tmp_path: Path, bundle_dir):
+    """Ctrl-C of ``minivess serve`` (a bundle directory) ends circusd and its workers too and
+    frees the port. (SIGTERM: the checkpoint test above.)"""
     from minivess.serving.server import free_port
 
     port = free_port()
@@ -255,15 +267,7 @@ def test_minivess_serve_stops_on_kill_and_leaves_no_process(tmp_path: Path, bund
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_ready(f"http://127.0.0.1:{port}", proc, log_path)
-        family = psutil.Process(proc.pid).children(recursive=True)
-        assert any("circus" in " ".join(p.cmdline()) for p in family), [p.cmdline() for p in family]
-        os.kill(proc.pid, sig)
-        assert proc.wait(60) == 128 + sig
-        psutil.wait_procs(family, timeout=30)
-        alive = [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-        assert alive == []
-        with socket_bound(port):
-            pass  # the port is free again
+        _assert_stops(proc, port, signal.SIGINT)
     finally:
         if proc.poll() is None:
             proc.kill()
