@@ -119,6 +119,24 @@ def _prefect(*args: str) -> str:
     return proc.stdout
 
 
+def create_work_pool(pool: str) -> None:
+    """Create or update one of :data:`WORK_POOLS` with its shipped base job template, through
+    Prefect's client in this process (``prefect work-pool create --overwrite`` in a subprocess
+    cost a Python start and Prefect's import, ~6 CPU-s, per pool)."""
+    import httpx
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    kind, _ = WORK_POOLS[pool]
+    spec = WorkPoolCreate(name=pool, type=kind, base_job_template=base_job_template(pool))
+    try:
+        with get_client(sync_client=True) as client:
+            client.create_work_pool(spec, overwrite=True)
+    except (httpx.HTTPError, PrefectHTTPStatusError) as err:
+        raise MinivessError(f"creating work pool {pool} ({kind}) failed: {err}") from err
+
+
 def deploy_all(
     prefect_yaml: Path, name: str | None = None, environ: Mapping[str, str] | None = None
 ) -> Iterator[str]:
@@ -135,11 +153,8 @@ def deploy_all(
     deps = [d for d in project.get("deployments") or [] if name is None or d.get("name") == name]
     used = {str((d.get("work_pool") or {}).get("name")) for d in deps}
     for pool in sorted(used):
-        kind, template = WORK_POOLS[pool]
-        path = config_dir() / "prefect" / template
-        _prefect("work-pool", "create", pool, "--type", kind, "--base-job-template", str(path),
-                 "--overwrite")  # fmt: skip
-        yield f"work pool {pool} ({kind}) ready"
+        create_work_pool(pool)
+        yield f"work pool {pool} ({WORK_POOLS[pool][0]}) ready"
     target = ["--name", name] if name else ["--all"]
     _prefect("--no-prompt", "deploy", *target, "--prefect-file", str(prefect_yaml))
     yield f"deployed {name or 'all deployments'} from {prefect_yaml}"

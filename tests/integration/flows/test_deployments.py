@@ -18,7 +18,7 @@ def test_deploy_creates_pools_deployments_schedule_and_event_trigger(
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL
 
-    from minivess.orchestration.deployments import WORK_POOLS, deploy_all
+    from minivess.orchestration.deployments import WORK_POOLS, base_job_template, deploy_all
 
     # `prefect deploy` runs as a subprocess: point it at the harness's server.
     monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
@@ -39,6 +39,8 @@ def test_deploy_creates_pools_deployments_schedule_and_event_trigger(
 
     pools, deployments, automations = asyncio.run(read())
     assert {(p.name, p.type) for p in pools} >= {(n, k) for n, (k, _) in WORK_POOLS.items()}
+    for p in pools:  # each with its shipped base job template (configs/prefect/*.json)
+        assert p.base_job_template == base_job_template(p.name), p.name
     by_name = {d.name: d for d in deployments}
     assert {"data", "train", "analysis", "deploy", "experiment", "poll-data"} <= set(by_name)
     assert by_name["train"].work_pool_name == "minivess-k8s-gpu"
