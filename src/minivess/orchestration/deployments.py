@@ -128,13 +128,18 @@ def create_work_pool(pool: str) -> None:
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import PrefectHTTPStatusError
 
+    from minivess.orchestration.common import persistent_prefect_api
+
     kind, _ = WORK_POOLS[pool]
     spec = WorkPoolCreate(name=pool, type=kind, base_job_template=base_job_template(pool))
     try:
         with get_client(sync_client=True) as client:
             client.create_work_pool(spec, overwrite=True)
     except (httpx.HTTPError, PrefectHTTPStatusError) as err:
-        raise MinivessError(f"creating work pool {pool} ({kind}) failed: {err}") from err
+        server = persistent_prefect_api() or "a temporary Prefect server"
+        raise MinivessError(
+            f"creating work pool {pool} ({kind}) on {server} failed: {err}; is the server up?"
+        ) from err
 
 
 def deploy_all(

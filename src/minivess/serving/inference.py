@@ -206,22 +206,23 @@ def load_segmenter(settings: ServeSettings) -> Segmenter:
         predictor = torch_predictor(torch.jit.load(str(model_file), map_location="cpu"), device)
     else:
         predictor = torch_predictor(eager_module(bundle, plan), device)
+    segmenter = Segmenter(
+        predictor, plan, settings.backend, settings.sw_batch_size, settings.sw_overlap,
+        target_spacing=target_spacing,
+    )  # fmt: skip
     log.info(
         "serving %s with %s on %s: roi %s, overlap %s, %s windows per forward (plan %s)",
         bundle,
         settings.backend.value,
         device,
         plan.sw_roi,
-        settings.sw_overlap if settings.sw_overlap is not None else plan.sw_overlap,
-        settings.sw_batch_size or plan.sw_batch_size,
+        segmenter.sw_overlap,
+        segmenter.sw_batch_size,
         plan.plan_hash,
     )
     if target_spacing is not None:
         log.info("model trained at spacing %s: inputs are resampled to it", target_spacing)
-    return Segmenter(
-        predictor, plan, settings.backend, settings.sw_batch_size, settings.sw_overlap,
-        target_spacing=target_spacing,
-    )  # fmt: skip
+    return segmenter
 
 
 def read_spacing(bundle: Path) -> tuple[float, float, float] | None:
