@@ -4,13 +4,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 WORKSPACE ?= workspace
 PYTEST_ARGS ?=
-## The slow tier runs on pytest-xdist workers (its tests wait on servers and subprocesses):
-## `auto` is one per CPU, at most PYTEST_MAX_WORKERS (the suite is sized for 2 cores). Tests
-## sharing a session fixture stay on one worker (xdist_group, --dist loadgroup).
-## PYTEST_WORKERS=0 runs it in one process. The fast tier runs in one process (CPU-bound: two
-## workers took 115 s against 89 s).
-PYTEST_WORKERS ?= auto
-PYTEST_MAX_WORKERS ?= 2
+## The suite runs on pytest-xdist workers, one more than the CPU cores (its tests wait on
+## servers and subprocesses, so a spare worker keeps both cores busy), at most
+## PYTEST_MAX_WORKERS (the suite is sized for 2 cores). Slow tests start first and the fast tier
+## fills the end (tests/conftest.py). Tests sharing a session fixture stay on one worker
+## (xdist_group, --dist loadgroup). PYTEST_WORKERS=0 runs it in one process. `make test-fast`
+## runs the fast tier alone in one process (CPU-bound: two workers took 115 s against 89 s).
+PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
+PYTEST_MAX_WORKERS ?= 3
 XDIST := -n $(PYTEST_WORKERS) --maxprocesses $(PYTEST_MAX_WORKERS) --dist loadgroup
 
 .PHONY: setup experiment test test-fast lint typecheck format bench image mutation clean
@@ -22,12 +23,11 @@ setup:
 experiment: setup
 	$(BIN)/minivess experiment --workspace $(WORKSPACE)
 
-## What CI runs: lint, the type check, then the whole suite (fast tier first, then the slow tier).
+## What CI runs: lint, the type check, then the whole suite (both tiers, one xdist session).
 test: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -m "not slow" -q $(PYTEST_ARGS)
-	$(BIN)/pytest -m slow -q $(XDIST) $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(BIN)/pytest -q $(XDIST) $(PYTEST_ARGS)
 
 test-fast: setup
 	$(BIN)/pytest -m "not slow" -q $(PYTEST_ARGS)

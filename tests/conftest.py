@@ -7,9 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-# Plots render off-screen; torch stays on the 2 CPU cores the suite is sized for.
+# Plots render off-screen. One intra-op thread per process: the suite runs tests side by side
+# on 2 cores, and a second OpenMP thread on a busy machine spins instead of working (the same
+# inference took 2-3.5x the CPU time; docs/benchmarks.md, "Test suite wall time").
 os.environ.setdefault("MPLBACKEND", "Agg")
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -26,13 +28,15 @@ def _bentoml_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Make ``--dist loadgroup`` keep each ``xdist_group`` on one worker under pytest 9.
+    """Order the run slow tests first; make ``--dist loadgroup`` keep each ``xdist_group`` on
+    one worker under pytest 9.
 
     pytest-xdist 3.8 tags a grouped test by assigning ``item._nodeid = "<id>@<group>"``, which
     pytest 9 no longer reads (a node's id is ``item._id``): every group was silently ignored,
     and two workers each ran the session's main job. This hook runs after xdist's and applies
     its tag the way pytest 9 reads ids; it is a no-op once xdist sets the id itself.
     """
+    _slow_first(items)
     if not getattr(config.option, "loadgroup", False):
         return
     from _pytest.nodeid import NodeId
@@ -41,3 +45,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         tagged = item.__dict__.get("_nodeid")
         if isinstance(tagged, str) and tagged != item.nodeid:
             item._id = NodeId.parse(tagged)  # type: ignore[attr-defined]
+
+
+def _slow_first(items: list[pytest.Item]) -> None:
+    """Slow tests first, each tier in collection order: the workers start on the long
+    subprocess-heavy tests and the many short fast ones fill the end of the run."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

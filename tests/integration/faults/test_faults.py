@@ -341,6 +341,10 @@ def test_stalled_s3_ends_dvc_checkpoints_and_mlflow_artifacts_in_one_line_within
 
 
 def _mlflow_server(root: Path, port: int) -> subprocess.Popen:
+    from minivess.tracking.stack import ENV_JOB_EXECUTION
+
+    # No job-execution workers (seven huey consumers): as `minivess stack up` starts its server.
+    env = {**os.environ, ENV_JOB_EXECUTION: "false"}
     return subprocess.Popen(
         [
             sys.executable, "-m", "mlflow", "server",
@@ -348,7 +352,7 @@ def _mlflow_server(root: Path, port: int) -> subprocess.Popen:
             "--artifacts-destination", str(root / "artifacts"),
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         ],
-        stdout=subprocess.DEVNULL, stderr=(root / "server.log").open("a"),
+        env=env, stdout=subprocess.DEVNULL, stderr=(root / "server.log").open("a"),
         start_new_session=True,  # its uvicorn worker is a child: kill the whole group
     )  # fmt: skip
 

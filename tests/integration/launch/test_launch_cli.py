@@ -39,7 +39,6 @@ def _launch(tmp: Path, *args: str, extra_env: dict[str, str] | None = None):
     env = {
         **os.environ,
         "MINIVESS_S3_BUCKET": "lab-bucket",
-        "OMP_NUM_THREADS": "2",
         "COLUMNS": "200",
         **(extra_env or {}),
     }

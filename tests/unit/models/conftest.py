@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from minivess.config import config_dir
 from minivess.data.schema import DatasetProfile
 from minivess.planning.hardware import HardwareBudget, load_hardware
-
-os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
 @pytest.fixture(scope="session")
