@@ -133,14 +133,19 @@ def onnx_providers(device: str = "cpu") -> list[str]:
 
 
 def onnx_session(path: Path, num_threads: int | None = None, device: str = "cpu") -> Any:
-    """An ONNX Runtime session for ``path`` (CPU, or the CUDA provider)."""
+    """An ONNX Runtime session for ``path`` (CPU, or the CUDA provider).
+
+    Its intra-op threads are ``num_threads``, else torch's count (``OMP_NUM_THREADS``, else the
+    physical cores; ONNX Runtime alone ignores that variable and takes every core), so the
+    backends are measured and served on the same number of threads.
+    """
     import onnxruntime as ort
+    import torch
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if num_threads:
-        options.intra_op_num_threads = num_threads
-        options.inter_op_num_threads = 1
+    options.intra_op_num_threads = num_threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
     return ort.InferenceSession(str(path), options, providers=onnx_providers(device))
 
 

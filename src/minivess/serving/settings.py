@@ -57,7 +57,8 @@ class ServeSettings(StrictModel):
         sw_batch_size: windows per forward pass in sliding-window inference; ``None`` uses
             the plan's ``sw_batch_size``.
         sw_overlap: sliding-window overlap in [0, 1); ``None`` uses the plan's ``sw_overlap``.
-        num_threads: intra-op threads of torch / ONNX Runtime; ``None`` keeps the library default.
+        num_threads: intra-op threads of torch and ONNX Runtime; ``None`` keeps torch's
+            (``OMP_NUM_THREADS``, else the physical cores), and ONNX Runtime takes the same.
         max_concurrency: inference requests in flight per replica; more get 503 + Retry-After.
         metrics_require_token: ``/metrics`` needs the bearer token too (when auth is on).
     """

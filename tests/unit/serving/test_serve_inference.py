@@ -48,3 +48,27 @@ def test_missing_model_file_names_it(bundle, tmp_path) -> None:
     (partial / ONNX_FILE).unlink()
     with pytest.raises(ConfigError, match=r"model\.onnx: missing"):
         load_segmenter(ServeSettings(model_path=partial))
+
+
+def test_onnx_runtime_takes_torchs_thread_count_unless_told(tmp_path) -> None:
+    """ONNX Runtime ignores OMP_NUM_THREADS and takes every core; the session follows torch's
+    count (which honours it), so the capacity plan times both backends on the same threads."""
+    import onnx
+    import torch
+    from onnx import TensorProto, helper
+
+    from minivess.serving.inference import onnx_session
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    path = tmp_path / "identity.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        assert onnx_session(path).get_session_options().intra_op_num_threads == 3
+        assert onnx_session(path, num_threads=5).get_session_options().intra_op_num_threads == 5
+    finally:
+        torch.set_num_threads(before)
