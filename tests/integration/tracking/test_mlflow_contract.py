@@ -81,22 +81,22 @@ def test_half_written_model_is_never_registered(client, tmp_path: Path) -> None:
 
 
 def test_tracking_server_down_is_a_clear_error_before_any_work(tmp_path: Path) -> None:
-    from tests.integration.conftest import free_port
+    from tests.integration.conftest import closed_port
 
-    url = f"http://127.0.0.1:{free_port()}"
-    settings = load_settings(tmp_path, environ={"MLFLOW_TRACKING_URI": url})
-    with pytest.raises(mfa.TrackingUnavailableError, match=f"{url} is not answering"):
-        mfa.connect(settings)
+    with closed_port() as port:
+        url = f"http://127.0.0.1:{port}"
+        settings = load_settings(tmp_path, environ={"MLFLOW_TRACKING_URI": url})
+        with pytest.raises(mfa.TrackingUnavailableError, match=f"{url} is not answering"):
+            mfa.connect(settings)
 
 
 def test_s3_endpoint_down_is_bounded_and_names_the_endpoint(tmp_path: Path) -> None:
-    from tests.integration.conftest import FAKE_AWS, free_port
+    from tests.integration.conftest import FAKE_AWS, closed_port
 
-    endpoint = f"http://127.0.0.1:{free_port()}"
-    settings = load_settings(
-        tmp_path, environ={"MINIVESS_S3_BUCKET": "mv-data", "MINIVESS_S3_ENDPOINT_URL": endpoint}
-    )
-    with pytest.MonkeyPatch.context() as mp:
+    with closed_port() as port, pytest.MonkeyPatch.context() as mp:
+        endpoint = f"http://127.0.0.1:{port}"
+        environ = {"MINIVESS_S3_BUCKET": "mv-data", "MINIVESS_S3_ENDPOINT_URL": endpoint}
+        settings = load_settings(tmp_path, environ=environ)
         for k, v in FAKE_AWS.items():
             mp.setenv(k, v)
         with pytest.raises(StorageUnavailableError, match=f"{endpoint} unreachable after 3"):
