@@ -20,12 +20,32 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def planned_model(root: Path, shape: tuple[int, int, int], hardware: str | None = None) -> Any:
+    """Two synthetic MiniVess-like volumes of ``shape`` under ``root/data``, the plan for them
+    (``hardware``, else this host), its DynUNet (random weights, eval mode) and an exported
+    serving bundle: ``(plan, model, bundle)``."""
+    from minivess.data.synth import JSON_DIR, RAW_DIR, SEG_DIR, VolumeSpec, write_volume
+    from minivess.models import build_model
+    from minivess.planning import make_plan
+    from minivess.serving.export import export_bundle
+
+    for sub in (RAW_DIR, SEG_DIR, JSON_DIR):
+        (root / "data" / sub).mkdir(parents=True, exist_ok=True)
+    for i in range(2):
+        spec = VolumeSpec(name=f"mv0{i + 1}", shape=shape, spacing=(0.7, 0.7, 5.0), seed=i)
+        write_volume(root / "data", spec, seed=i)
+    plan = make_plan(root / "data", "dynunet", hardware=hardware, use_calibration=False)
+    model = build_model(plan).eval()
+    return plan, model, export_bundle(model, plan, root / "bundle").bundle
 
 
 def main() -> None:
@@ -39,25 +59,13 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from minivess.data.synth import JSON_DIR, RAW_DIR, SEG_DIR, VolumeSpec, write_volume
-    from minivess.models import build_model
     from minivess.models.sliding import sliding_window
-    from minivess.planning import make_plan
-    from minivess.serving.export import export_bundle
     from minivess.serving.inference import onnx_predictor, onnx_session
 
     shape = (args.shape[0], args.shape[1], args.shape[2])
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        for sub in (RAW_DIR, SEG_DIR, JSON_DIR):
-            (root / "data" / sub).mkdir(parents=True, exist_ok=True)
-        for i in range(2):
-            spec = VolumeSpec(name=f"mv0{i + 1}", shape=shape, spacing=(0.7, 0.7, 5.0), seed=i)
-            write_volume(root / "data", spec, seed=i)
-        plan = make_plan(root / "data", "dynunet", hardware=args.hardware, use_calibration=False)
+        plan, model, bundle = planned_model(Path(tmp), shape, args.hardware)
         _log(f"plan: roi {plan.sw_roi}, overlap {plan.sw_overlap}, sw_batch {plan.sw_batch_size}")
-        model = build_model(plan).eval()
-        bundle = export_bundle(model, plan, root / "bundle").bundle
         predictors = {"eager": model, "onnx": onnx_predictor(onnx_session(bundle / "model.onnx"))}
         x = torch.from_numpy(np.random.default_rng(0).normal(size=(1, 1, *shape)).astype("f4"))
         batches = sorted({*args.batches, plan.sw_batch_size})

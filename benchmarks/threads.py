@@ -48,27 +48,16 @@ def main() -> None:
 
     import numpy as np
     import torch
+    from sw_batch import planned_model  # benchmarks/ is this script's sys.path[0]
 
-    from minivess.data.synth import JSON_DIR, RAW_DIR, SEG_DIR, VolumeSpec, write_volume
-    from minivess.models import build_model
     from minivess.models.sliding import sliding_window
-    from minivess.planning import make_plan
-    from minivess.serving.export import export_bundle
     from minivess.serving.inference import onnx_predictor, onnx_session
 
     all_threads = torch.get_num_threads()
     counts = sorted({1, all_threads})
     shape = (args.shape[0], args.shape[1], args.shape[2])
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        for sub in (RAW_DIR, SEG_DIR, JSON_DIR):
-            (root / "data" / sub).mkdir(parents=True, exist_ok=True)
-        for i in range(2):
-            spec = VolumeSpec(name=f"mv0{i + 1}", shape=shape, spacing=(0.7, 0.7, 5.0), seed=i)
-            write_volume(root / "data", spec, seed=i)
-        plan = make_plan(root / "data", "dynunet", use_calibration=False)
-        model = build_model(plan).eval()
-        bundle = export_bundle(model, plan, root / "bundle").bundle
+        plan, model, bundle = planned_model(Path(tmp), shape)
         sessions = {n: onnx_predictor(onnx_session(bundle / "model.onnx", n)) for n in counts}
         x = torch.from_numpy(np.random.default_rng(0).normal(size=(1, 1, *shape)).astype("f4"))
 
