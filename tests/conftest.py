@@ -9,7 +9,7 @@ import pytest
 
 # Plots render off-screen. One intra-op thread per process: the suite runs tests side by side
 # on 2 cores, and a second OpenMP thread on a busy machine spins instead of working (the same
-# inference took 2-3.5x the CPU time; docs/benchmarks.md, "Test suite wall time").
+# inference took 1.5-2.2x the CPU time: benchmarks/threads.py, docs/benchmarks.md "Stop 22").
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 

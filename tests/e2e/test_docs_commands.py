@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 
+from minivess.serving.server import free_port
 from tests.fixtures.main_job import GROUP, MainJob, tracked_copy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,12 +82,6 @@ def _checkout_copy(dest: Path) -> None:
     """A fresh clone's files (:func:`tracked_copy`) with the venv `make setup` made."""
     tracked_copy(dest)
     (dest / ".venv").symlink_to(Path(sys.prefix))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _listening(port: int) -> bool:
@@ -163,7 +158,7 @@ def test_documented_commands_run_as_written(
 ) -> None:
     clone = tmp_path / "minivess"
     _checkout_copy(clone)
-    port = _free_port()
+    port = free_port()
     env = _stranger_env(tmp_path, port)
     ran = []
     for block in doc_blocks(doc):

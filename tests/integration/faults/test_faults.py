@@ -233,7 +233,8 @@ def test_orphan_tmp_checkpoints_are_cleaned_on_the_next_start(
 @pytest.fixture
 def moto_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A moto S3 server in its own process (so SIGSTOP can stall it), with fake credentials."""
-    from tests.integration.conftest import FAKE_AWS, free_port, wait_http
+    from minivess.serving.server import free_port
+    from tests.integration.conftest import FAKE_AWS, wait_http
 
     port = free_port()
     proc = subprocess.Popen(
@@ -366,10 +367,11 @@ def _kill_group(proc: subprocess.Popen) -> None:
 def test_mlflow_killed_mid_run_fails_in_one_line_and_the_run_ends_failed(
     tiny_data: Path, tmp_path: Path
 ) -> None:
+    from minivess.serving.server import free_port
     from minivess.settings import load_settings
     from minivess.tracking.mlflow_adapter import connect
     from tests.fixtures.tiny import tiny_plan
-    from tests.integration.conftest import free_port, wait_http
+    from tests.integration.conftest import wait_http
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"

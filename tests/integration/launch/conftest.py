@@ -14,14 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from minivess.serving.server import free_port
+
 #: What CI must install for the sshd test (Debian/Ubuntu).
 SSHD_INSTALL = "apt-get install -y --no-install-recommends openssh-server"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -51,7 +47,7 @@ def sshd(tmp_path: Path) -> Iterator[Sshd]:
     (d / "authorized_keys").chmod(0o600)
     fake_bin = d / "bin"
     fake_bin.mkdir()
-    port = _free_port()
+    port = free_port()
     (d / "sshd_config").write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\n"
         f"AuthorizedKeysFile {d / 'authorized_keys'}\nPasswordAuthentication no\n"

@@ -81,7 +81,7 @@ def test_half_written_model_is_never_registered(client, tmp_path: Path) -> None:
 
 
 def test_tracking_server_down_is_a_clear_error_before_any_work(tmp_path: Path) -> None:
-    from tests.integration.conftest import closed_port
+    from tests.fixtures.ports import closed_port
 
     with closed_port() as port:
         url = f"http://127.0.0.1:{port}"
@@ -91,7 +91,8 @@ def test_tracking_server_down_is_a_clear_error_before_any_work(tmp_path: Path) -
 
 
 def test_s3_endpoint_down_is_bounded_and_names_the_endpoint(tmp_path: Path) -> None:
-    from tests.integration.conftest import FAKE_AWS, closed_port
+    from tests.fixtures.ports import closed_port
+    from tests.integration.conftest import FAKE_AWS
 
     with closed_port() as port, pytest.MonkeyPatch.context() as mp:
         endpoint = f"http://127.0.0.1:{port}"

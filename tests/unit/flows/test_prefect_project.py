@@ -123,18 +123,16 @@ def test_flows_deploy_cli_refuses_before_touching_prefect(tmp_path: Path) -> Non
 def test_a_work_pool_on_an_unreachable_server_is_one_line_naming_it() -> None:
     """The pools go through Prefect's client in-process: a server that is down is a
     MinivessError naming the pool and the server, not an httpx traceback."""
-    import socket
-
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from minivess.errors import MinivessError
     from minivess.orchestration.deployments import create_work_pool
+    from tests.fixtures.ports import closed_port
 
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{s.getsockname()[1]}/api"
-    with temporary_settings({PREFECT_API_URL: url}), pytest.raises(MinivessError) as err:
-        create_work_pool("minivess-process")
+    with closed_port() as port:
+        url = f"http://127.0.0.1:{port}/api"
+        with temporary_settings({PREFECT_API_URL: url}), pytest.raises(MinivessError) as err:
+            create_work_pool("minivess-process")
     message = str(err.value)
     assert "minivess-process (process)" in message and url in message
     assert "\n" not in message
