@@ -25,8 +25,10 @@
 #                  CONSTRAINTS pip-installed into the venv; pip when uv cannot be had or fails),
 #                  uv (uv or fail), pip. uv reads no pip configuration: give a mirror to uv with
 #                  its own variables (UV_INDEX_URL, UV_FIND_LINKS), or use INSTALLER=pip.
-#   PIP_NO_COMPILE pip's own variable: set, neither pip nor uv writes .pyc files (both do by
-#                  default, so a read-only image does not compile on every start)
+#   BYTECODE       1 (default): pip and uv write .pyc files at install, so a read-only image does
+#                  not compile on every start; 0: neither does (pip --no-compile, uv without
+#                  --compile-bytecode), and Python compiles what a process imports when it
+#                  imports it. Not PIP_NO_COMPILE: pip reads PIP_NO_COMPILE=1 as "compile".
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -37,6 +39,7 @@ EXTRAS=${EXTRAS:-dev}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 TORCH_VARIANT=${TORCH_VARIANT:-auto}
 INSTALLER=${INSTALLER:-auto}
+BYTECODE=${BYTECODE:-1}
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 CONSTRAINTS=${CONSTRAINTS-$here/constraints.txt}
 CPU_INDEX=https://download.pytorch.org/whl/cpu
@@ -52,11 +55,16 @@ case "$INSTALLER" in
   auto|uv|pip) ;;
   *) echo "install: INSTALLER=$INSTALLER; use auto, uv or pip" >&2; exit 2 ;;
 esac
+case "$BYTECODE" in
+  1) pip_compile=(); uv_compile=(--compile-bytecode) ;;
+  0) pip_compile=(--no-compile); uv_compile=() ;;
+  *) echo "install: BYTECODE=$BYTECODE; use 1 or 0" >&2; exit 2 ;;
+esac
 
 # (1) the venv
 "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), "minivess needs Python >= 3.11"'
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-pip=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
+pip=("$VENV/bin/python" -m pip install --disable-pip-version-check -q "${pip_compile[@]}")
 
 # (2) torch, pinned, from the variant's index
 case "$TORCH_VARIANT" in
@@ -110,9 +118,7 @@ if [ -z "$uv" ] && [ "$INSTALLER" = uv ]; then
 fi
 if [ -n "$uv" ]; then
   say "installing minivess[$EXTRAS] with $("$uv" --version)"
-  compile=(--compile-bytecode)
-  [ -z "${PIP_NO_COMPILE:-}" ] || compile=()
-  if ! "$uv" pip install -q "${compile[@]}" --python "$VENV/bin/python" "${deps[@]}"; then
+  if ! "$uv" pip install -q "${uv_compile[@]}" --python "$VENV/bin/python" "${deps[@]}"; then
     [ "$INSTALLER" = auto ] || exit 1
     say "uv could not install it (above); trying pip"
     uv=

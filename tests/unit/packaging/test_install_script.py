@@ -16,6 +16,7 @@ INSTALL = Path(__file__).resolve().parents[3] / ".ci" / "install.sh"
     [
         ("INSTALLER", "conda", "INSTALLER=conda; use auto, uv or pip"),
         ("TORCH_VARIANT", "rocm", "TORCH_VARIANT=rocm; use auto, cpu or cuda"),
+        ("BYTECODE", "no", "BYTECODE=no; use 1 or 0"),
     ],
 )
 def test_an_unknown_choice_is_refused_by_name(
