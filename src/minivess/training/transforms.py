@@ -11,7 +11,8 @@ per volume and cached (:class:`FgBgIndicesd`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Hashable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from monai.transforms import MapTransform, Transform
 
@@ -82,20 +83,29 @@ class FgBgIndicesd(MapTransform):
         return out
 
 
+class IntensityStepsd(MapTransform):
+    """:data:`minivess.data.intensity.INTENSITY_STEPS` on ``keys``, in order: the steps serving
+    runs too (:mod:`minivess.serving.preprocess`)."""
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        from minivess.data.intensity import INTENSITY_STEPS
+
+        d = dict(data)
+        for key in self.key_iterator(d):
+            for step in INTENSITY_STEPS:
+                d[key] = step(d[key])
+        return d
+
+
 def load_transforms(resampling: ResamplingConfig, with_label: bool = True) -> list:
     """Load (integrity-checked: :class:`~minivess.training.reader.CheckedNiftiReader`),
-    channel-first, optional resampling, binary label, per-volume normalisation.
+    channel-first, optional resampling, binary label, then the intensity steps serving shares
+    (:data:`minivess.data.intensity.INTENSITY_STEPS`: per-volume normalisation).
 
     Output: ``image`` float32 (1, x, y, z) with zero mean / unit std; ``label`` float32
     (1, x, y, z) in {0, 1}. These are the deterministic (cacheable) steps, shared with serving.
     """
-    from monai.transforms import (
-        AsDiscreted,
-        EnsureChannelFirstd,
-        EnsureTyped,
-        NormalizeIntensityd,
-        Spacingd,
-    )
+    from monai.transforms import AsDiscreted, EnsureChannelFirstd, EnsureTyped, Spacingd
 
     from minivess.training.reader import LoadCheckedd
 
@@ -111,7 +121,7 @@ def load_transforms(resampling: ResamplingConfig, with_label: bool = True) -> li
         steps.append(EnsureTyped(keys=keys, dtype="float32", track_meta=False))
     if with_label:
         steps.append(AsDiscreted(keys=Keys.LABEL.value, threshold=0.5))
-    steps.append(NormalizeIntensityd(keys=Keys.IMAGE.value, channel_wise=True))
+    steps.append(IntensityStepsd(keys=Keys.IMAGE.value))
     return steps
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -33,12 +35,20 @@ def test_volume_smaller_than_the_window(bundle) -> None:
     assert seg.segment(small).shape == (20, 12, 5)
 
 
-def test_preprocessing_is_trainings_normalisation() -> None:
-    raw = np.random.default_rng(1).random((10, 9, 4), dtype=np.float32) * 500 + 40
-    out = preprocess_for_inference(raw)
-    assert out.shape == raw.shape
-    assert abs(float(out.mean())) < 1e-4
-    assert float(out.std()) == pytest.approx(1.0, abs=1e-3)
+def test_serving_sees_the_voxels_trainings_pipeline_gives_the_network(volume_path) -> None:
+    """The same NIfTI file through training's deterministic steps and through serving's load
+    plus preprocessing: the same float32 voxels, bit for bit."""
+    from minivess.training.config import ResamplingConfig
+    from minivess.training.transforms import load_transforms
+
+    item: dict = {"image": str(volume_path)}
+    for step in load_transforms(ResamplingConfig(), with_label=False):
+        item = step(item)
+    trained = np.asarray(item["image"])[0]
+    served = preprocess_for_inference(load_volume(volume_path, 10**7).array)
+    assert served.dtype == np.float32 and served.shape == trained.shape
+    np.testing.assert_array_equal(served, trained)
+    assert abs(float(served.mean())) < 1e-4 and float(served.std()) == pytest.approx(1.0, abs=1e-3)
 
 
 @pytest.mark.slow  # export + ONNX Runtime sessions: several seconds on 2 cores
@@ -72,3 +82,24 @@ def test_onnx_runtime_takes_torchs_thread_count_unless_told(tmp_path) -> None:
         assert onnx_session(path, num_threads=5).get_session_options().intra_op_num_threads == 5
     finally:
         torch.set_num_threads(before)
+
+
+SERVE_WITHOUT_MONAI = """
+import sys
+import numpy as np
+from minivess.serving.inference import load_segmenter
+from minivess.serving.settings import ServeSettings
+seg = load_segmenter(ServeSettings(model_path=sys.argv[1], backend="onnx"))
+mask = seg.segment(np.random.default_rng(0).random((64, 48, 10), dtype=np.float32))
+print(mask.shape, sorted(m for m in ("monai", "mlflow", "pandas", "skimage") if m in sys.modules))
+"""
+
+
+def test_an_onnx_serving_process_segments_without_importing_monai(bundle) -> None:
+    """A replica's warm-up and requests never load MONAI (nor what MONAI pulls in)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", SERVE_WITHOUT_MONAI, str(bundle.bundle)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split("\n")[-2] == "(64, 48, 10) []"
