@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.mlflow_db import mlflow_db, mlflow_template  # noqa: F401  (fixtures)
+
 # Plots render off-screen. One intra-op thread per process: the suite runs tests side by side
 # on 2 cores, and a second OpenMP thread on a busy machine spins instead of working (the same
 # inference took 1.5-2.2x the CPU time: benchmarks/threads.py, docs/benchmarks.md "Stop 22").

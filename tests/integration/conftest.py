@@ -14,6 +14,22 @@ from pathlib import Path
 import pytest
 
 from minivess.serving.server import free_port
+from tests.fixtures.mlflow_db import copy_store
+
+#: The xdist group of every test that uses a session server that is dear to start: the Prefect
+#: test harness (tests/integration/flows, ~40 CPU-s) and the ``mlflow server`` below (~10 CPU-s).
+#: Their tests share one worker (``--dist loadgroup``), so each server starts once per session,
+#: not once per worker.
+SERVERS_GROUP = "session-servers"
+SHARED_SERVERS = ("prefect_harness", "mlflow_server")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(name in getattr(item, "fixturenames", ()) for name in SHARED_SERVERS):
+            item.add_marker(pytest.mark.xdist_group(SERVERS_GROUP))
+
 
 FAKE_AWS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -68,13 +84,16 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def mlflow_server(
+    moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path
+) -> Iterator[str]:
     """A real ``mlflow server`` subprocess: SQLite backend, artifacts on the moto S3 server."""
     import boto3
 
     bucket = "mv-mlflow-artifacts"
     boto3.client("s3", endpoint_url=moto_endpoint).create_bucket(Bucket=bucket)
     root = tmp_path_factory.mktemp("mlflow-server")
+    store = copy_store(mlflow_template, root / "mlflow.db")
     port = free_port()
     # No job-execution workers (seven huey consumers; minivess runs no MLflow jobs).
     env = {**os.environ, **FAKE_AWS, "MLFLOW_S3_ENDPOINT_URL": moto_endpoint,
@@ -82,7 +101,7 @@ def mlflow_server(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) 
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+            "--backend-store-uri", store,
             "--default-artifact-root", f"s3://{bucket}/mlflow",
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         ],

@@ -36,7 +36,7 @@ def _env(tmp: Path, **extra: str) -> dict[str, str]:
 
 
 def test_corruption_with_mtime_kept_and_each_crash_class_are_quarantined_the_rest_trains(
-    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_db
 ) -> None:
     """mv01 zeroed in place (size and mtime kept) after a cached profile, plus one file of each
     crash class: the profile misses the cache for mv01 only, ``train`` quarantines each with
@@ -61,7 +61,7 @@ def test_corruption_with_mtime_kept_and_each_crash_class_are_quarantined_the_res
     assert set(reasons) == {"mv01", *CRASH_CLASSES}
     assert "corrupted" in reasons["mv01"] and "\n" not in reasons["mv01"]
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_db(tmp_path / "mlflow.db")
     ws = str(tmp_path / "ws")
     env = _env(tmp_path, MLFLOW_TRACKING_URI=uri, MINIVESS_WORKSPACE=ws, COLUMNS="400")  # 1 line
     summary = tmp_path / "summary.json"
@@ -128,7 +128,7 @@ def _train_cli(data: Path, tmp: Path, *extra: str) -> list[str]:
     ],
 )
 def test_a_tiny_volume_among_normal_ones_is_the_researchers_call_and_the_rest_trains(
-    tiny_data: Path, tmp_path: Path, policy: str | None, line: str
+    tiny_data: Path, tmp_path: Path, policy: str | None, line: str, mlflow_db
 ) -> None:
     """An 8x8x2 pair next to six normal ones: ``train`` plans for this machine and trains the
     rest, saying in one line what it did with the tiny one (quarantined by default, padded with
@@ -140,7 +140,7 @@ def test_a_tiny_volume_among_normal_ones_is_the_researchers_call_and_the_rest_tr
     data = tmp_path / "data"
     shutil.copytree(tiny_data, data)
     write_volume(data, VolumeSpec("mv07", (8, 8, 2), (1.0, 1.0, 2.0), seed=7), seed=0)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_db(tmp_path / "mlflow.db")
     ws = str(tmp_path / "ws")
     env = _env(tmp_path, MLFLOW_TRACKING_URI=uri, MINIVESS_WORKSPACE=ws, COLUMNS="400")  # 1 line
     extra = ["--set", f"small_volumes={policy}"] if policy else []
@@ -179,11 +179,11 @@ def _wait_line(proc: subprocess.Popen, needle: str, timeout: float) -> list[str]
 
 @pytest.mark.parametrize("when", ["profile:", "data gate:"])
 def test_sigterm_during_setup_exits_75_and_leaves_the_run_killed(
-    tiny_data: Path, tmp_path: Path, when: str
+    tiny_data: Path, tmp_path: Path, when: str, mlflow_db
 ) -> None:
     import mlflow
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = mlflow_db(tmp_path / "mlflow.db")
     plan = tmp_path / "plan.json"
     from tests.fixtures.tiny import tiny_plan
 
@@ -279,7 +279,7 @@ def test_data_version_to_a_missing_bucket_shows_dvcs_reason_and_rolls_back(
 
 
 def test_stalled_s3_ends_dvc_checkpoints_and_mlflow_artifacts_in_one_line_within_a_bound(
-    tmp_path: Path, moto_process, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, moto_process, monkeypatch: pytest.MonkeyPatch, mlflow_db
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -302,6 +302,7 @@ def test_stalled_s3_ends_dvc_checkpoints_and_mlflow_artifacts_in_one_line_within
     settings = load_settings(
         ws, environ={"MINIVESS_S3_BUCKET": "stalled", "MINIVESS_S3_ENDPOINT_URL": url}
     ).ensure()
+    mlflow_db(settings)
     client = mfa.connect(settings)  # the bucket answers now: MLflow artifacts go to S3
     # A user's AWS setup may ask for many retries; MLflow's own S3 client would honour them
     # (10 x botocore's 60 s read timeout): the bounded client config must win.
@@ -365,7 +366,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def test_mlflow_killed_mid_run_fails_in_one_line_and_the_run_ends_failed(
-    tiny_data: Path, tmp_path: Path
+    tiny_data: Path, tmp_path: Path, mlflow_db
 ) -> None:
     from minivess.serving.server import free_port
     from minivess.settings import load_settings
@@ -375,6 +376,7 @@ def test_mlflow_killed_mid_run_fails_in_one_line_and_the_run_ends_failed(
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    mlflow_db(tmp_path / "mlflow.db")  # the server's store (migrated once per session)
     server = _mlflow_server(tmp_path, port)
     plan = tiny_plan().save(tmp_path / "plan.json")
     ws = tmp_path / "ws"

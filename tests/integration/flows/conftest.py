@@ -1,5 +1,5 @@
 """One Prefect test harness for the whole session (its temporary server takes ~15 s to start),
-on one xdist worker."""
+on one xdist worker (the group is set in tests/integration/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,6 @@ import pytest
 import yaml
 
 from minivess.config import config_dir
-
-#: The xdist group of every test that uses :func:`prefect_harness`: one worker starts it once.
-HARNESS_GROUP = "prefect_harness"
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that use the harness share one worker (``--dist loadgroup``): its temporary
-    server then starts once per session, not once per worker (~40 CPU-s each)."""
-    for item in items:
-        if "prefect_harness" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group(HARNESS_GROUP))
 
 
 @pytest.fixture(scope="session")

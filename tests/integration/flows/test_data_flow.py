@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_unchanged_data_is_a_cache_hit_and_changed_data_is_not(
-    prefect_harness: None, tmp_path: Path
+    prefect_harness: None, tmp_path: Path, mlflow_db
 ) -> None:
     import mlflow
 
@@ -22,6 +22,7 @@ def test_unchanged_data_is_a_cache_hit_and_changed_data_is_not(
     from minivess.settings import load_settings
 
     ws = tmp_path / "ws"
+    mlflow_db(load_settings(ws, environ={}))
     data_dir = tmp_path / "mydata"
     synthesize(data_dir, scale="small", n_volumes=3, seed=3, progress=False)
 

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_poll_runs_data_flow_and_training_chain_only_when_the_dvc_hash_changes(
-    prefect_harness: None, tiny_experiment: Path, tmp_path: Path
+    prefect_harness: None, tiny_experiment: Path, tmp_path: Path, mlflow_db
 ) -> None:
     from minivess.data.synth import synthesize
     from minivess.orchestration.polling import poll_data_flow
@@ -25,6 +25,7 @@ def test_poll_runs_data_flow_and_training_chain_only_when_the_dvc_hash_changes(
     data_dir = ws / "data"
     synthesize(data_dir, scale="small", n_volumes=4, seed=5, progress=False)
     settings = load_settings(ws, environ={})
+    mlflow_db(settings)
     version_data(data_dir, settings)
 
     kwargs = {"data_dir": str(data_dir), "workspace": str(ws), "experiment": str(tiny_experiment)}
@@ -65,7 +66,7 @@ def test_data_changed_event_matches_the_data_deployment_trigger(
 
 
 def test_two_polled_datasets_do_not_retrigger_each_other(
-    prefect_harness: None, tmp_path: Path
+    prefect_harness: None, tmp_path: Path, mlflow_db
 ) -> None:
     """The last polled hash is kept per dataset: polling B does not make A look changed."""
     from minivess.data.synth import synthesize
@@ -75,6 +76,7 @@ def test_two_polled_datasets_do_not_retrigger_each_other(
 
     ws = tmp_path / "ws"
     settings = load_settings(ws, environ={})
+    mlflow_db(settings)
     dirs = {}
     for name, seed in (("lab-a", 1), ("lab-b", 2)):
         dirs[name] = tmp_path / name / "data"

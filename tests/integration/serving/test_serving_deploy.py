@@ -181,7 +181,7 @@ def test_minivess_serve_bad_model_uri_is_a_one_line_error(tmp_path: Path) -> Non
 
 
 def test_minivess_serve_resolves_the_registry_champion(
-    tmp_path: Path, monkeypatch, plan, model
+    tmp_path: Path, monkeypatch, plan, model, mlflow_db
 ) -> None:
     """models:/<name>/latest: the real producer (register_model) and consumer (bundle_for)."""
     import mlflow
@@ -195,6 +195,7 @@ def test_minivess_serve_resolves_the_registry_champion(
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("MINIVESS_WORKSPACE", str(tmp_path / "ws"))  # SQLite + file artifacts
     settings = load_settings()
+    mlflow_db(settings)
     client = mfa.connect(settings)
     checkpoint = _save_checkpoint(model, plan, tmp_path / "ckpt" / "best.pt")
     with mfa.flow_run(client, settings, Flow.ANALYSIS, run_name="champion") as run:

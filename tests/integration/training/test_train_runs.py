@@ -119,13 +119,15 @@ def test_sigterm_then_rerun_matches_uninterrupted_run(tiny_data: Path, tmp_path:
     assert got["best_metric"] == pytest.approx(want["best_metric"], rel=1e-5, abs=1e-6)
 
 
-def test_torchrun_two_cpu_processes(tiny_data: Path, tmp_path: Path, plan_factory) -> None:
+def test_torchrun_two_cpu_processes(
+    tiny_data: Path, tmp_path: Path, plan_factory, mlflow_db
+) -> None:
     import mlflow
 
     from minivess.tracking.contract import EXPERIMENTS, Flow
 
     plan_file = plan_factory(batch_size=1).save(tmp_path / "plan.json")
-    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = mlflow_db(tmp_path / "mlflow.db")
     summary = tmp_path / "summary.json"
     ck = tmp_path / "ddp"
     cmd = [

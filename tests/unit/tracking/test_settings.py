@@ -95,7 +95,7 @@ def test_scoped_environ_restores_everything_even_what_the_block_wrote() -> None:
 
 
 def test_connect_and_a_flow_run_leave_the_environment_and_mlflow_untouched(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_db
 ) -> None:
     import mlflow
     from mlflow.tracking._tracking_service import utils
@@ -106,6 +106,7 @@ def test_connect_and_a_flow_run_leave_the_environment_and_mlflow_untouched(
     monkeypatch.chdir(tmp_path)
     before, uri_before = dict(os.environ), utils._tracking_uri
     s = load_settings(tmp_path / "ws", environ={"MINIVESS_S3_ENDPOINT_URL": "http://127.0.0.1:9"})
+    mlflow_db(s)
     client = mfa.connect(s)
     assert dict(os.environ) == before
     with mfa.flow_run(client, s, Flow.DATA, run_name="scoped") as run:
@@ -121,7 +122,7 @@ def test_connect_and_a_flow_run_leave_the_environment_and_mlflow_untouched(
 
 
 def test_a_flow_run_logs_its_params_and_metrics_at_the_start(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_db
 ) -> None:
     """The data and deploy flows open their runs with ``params=``/``metrics=``: both land."""
     from minivess.tracking import mlflow_adapter as mfa
@@ -129,6 +130,7 @@ def test_a_flow_run_logs_its_params_and_metrics_at_the_start(
 
     monkeypatch.chdir(tmp_path)
     s = load_settings(tmp_path / "ws", environ={})
+    mlflow_db(s)
     client = mfa.connect(s)
     with (
         pytest.raises(RuntimeError, match="body failed"),

@@ -30,11 +30,11 @@ def test_http_limits_are_scoped_and_never_override_the_user(monkeypatch) -> None
     assert faults.ENV_MAX_RETRIES not in os.environ
 
 
-@pytest.mark.slow  # a SQLite MLflow store: its migrations take seconds
-def test_a_run_left_running_is_ended_on_the_next_connection(tmp_path: Path) -> None:
+def test_a_run_left_running_is_ended_on_the_next_connection(tmp_path: Path, mlflow_db) -> None:
     from minivess.tracking.mlflow_adapter import connect
 
     settings = load_settings(tmp_path / "ws", environ={})
+    mlflow_db(settings)
     client = connect(settings)
     exp = client.create_experiment("x", artifact_location=str(tmp_path / "art"))
     run = client.create_run(exp)
@@ -44,8 +44,9 @@ def test_a_run_left_running_is_ended_on_the_next_connection(tmp_path: Path) -> N
     assert not (settings.workspace / faults.PENDING_FILE).exists()
 
 
-@pytest.mark.slow  # a SQLite MLflow store: its migrations take seconds
-def test_a_version_whose_artifacts_are_gone_is_refused_in_one_line(tmp_path: Path) -> None:
+def test_a_version_whose_artifacts_are_gone_is_refused_in_one_line(
+    tmp_path: Path, mlflow_db
+) -> None:
     from minivess.tracking.mlflow_adapter import (
         RegisteredVersion,
         connect,
@@ -53,6 +54,7 @@ def test_a_version_whose_artifacts_are_gone_is_refused_in_one_line(tmp_path: Pat
     )
 
     settings = load_settings(tmp_path / "ws", environ={})
+    mlflow_db(settings)
     client = connect(settings)
     art = tmp_path / "art"
     exp = client.create_experiment("y", artifact_location=str(art))
