@@ -1,5 +1,5 @@
-"""End-to-end training runs through the real CLI: S3 checkpoints on a moto server, SIGTERM and
-resume, torchrun DDP with two gloo processes and one MLflow run."""
+"""End-to-end training runs through the real CLI: SIGTERM and resume from S3 checkpoints on a
+moto server, torchrun DDP with two gloo processes and one MLflow run."""
 
 from __future__ import annotations
 
@@ -39,68 +39,37 @@ def _train_cmd(data: Path, ckpt_dir: str, summary: Path, epochs: int, *extra: st
     ]  # fmt: skip
 
 
-def test_cli_train_with_s3_checkpoints(tiny_data: Path, tmp_path: Path, moto_endpoint: str,
-                                       s3_bucket: str) -> None:  # fmt: skip
+def test_sigterm_then_rerun_on_s3_matches_the_uninterrupted_run(
+    tiny_data: Path, tmp_path: Path, moto_endpoint: str, s3_bucket: str, plan_factory
+) -> None:
+    """``minivess train`` with an ``s3://`` checkpoint dir, SIGTERM in epoch 2: exit 75 with the
+    resume hint and no summary; the same command again resumes from S3 and ends with the metrics
+    of an uninterrupted run. The first run finds the endpoint in ``configs/storage.yaml`` alone
+    (no endpoint variable: it must not talk to AWS), the rerun in ``MINIVESS_S3_ENDPOINT_URL``."""
     from minivess.training.checkpoint import exists, load_model
 
-    summary = tmp_path / "summary.json"
-    uri = f"s3://{s3_bucket}/run"
-    # The endpoint comes from configs/storage.yaml alone (no endpoint variable is set): the
-    # trainer must honour it rather than talk to AWS.
-    configs = tmp_path / "configs"
-    shutil.copytree(config_dir(), configs)
-    (configs / "storage.yaml").write_text(yaml.safe_dump({"s3": {"endpoint_url": moto_endpoint}}))
-    proc = subprocess.run(
-        _train_cmd(tiny_data, uri, summary, 2),
-        env=_env(MINIVESS_CONFIG_DIR=str(configs)),
-        capture_output=True, text=True, timeout=240, cwd=tmp_path,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(summary.read_text())
-    assert out["epochs_completed"] == 2
-    assert out["resumed_from_epoch"] is None
-    assert out["checkpoint"] == f"{uri}/best.pt"
-    assert 0.0 <= out["best_metric"] <= 1.0
-    assert {"train_loss", "val_dice"} <= set(out["final_metrics"])
-    for name in ("best.pt", "last.pt", "split.json", "plan.json"):
-        assert exists(f"{uri}/{name}", moto_endpoint), name
-    model, plan = load_model(uri, endpoint_url=moto_endpoint)
-    assert plan.model == "dynunet"
-    assert sum(p.numel() for p in model.parameters()) > 0
-
-    more = subprocess.run(  # a longer run on the same S3 prefix resumes from the S3 checkpoint
-        _train_cmd(tiny_data, uri, summary, 3),
-        env=_env(MINIVESS_S3_ENDPOINT_URL=moto_endpoint),
-        capture_output=True, text=True, timeout=240, cwd=tmp_path,
-    )  # fmt: skip
-    assert more.returncode == 0, more.stderr[-3000:]
-    resumed = json.loads(summary.read_text())
-    assert resumed["resumed_from_epoch"] == 2
-    assert resumed["epochs_completed"] == 3
-
-
-def test_sigterm_then_rerun_matches_uninterrupted_run(tiny_data: Path, tmp_path: Path,
-                                                      plan_factory) -> None:  # fmt: skip
     plan_file = plan_factory(batch_size=1).save(tmp_path / "plan.json")
-    epochs = "3"
-    common = ("--plan", str(plan_file))
     ref_summary = tmp_path / "ref.json"
     ref = subprocess.run(
-        _train_cmd(tiny_data, str(tmp_path / "ref"), ref_summary, int(epochs), *common),
+        _train_cmd(tiny_data, str(tmp_path / "ref"), ref_summary, 3, "--plan", str(plan_file)),
         env=_env(), capture_output=True, text=True, timeout=240, cwd=tmp_path,
     )  # fmt: skip
     assert ref.returncode == 0, ref.stderr[-3000:]
 
-    ck = tmp_path / "killed"
+    uri = f"s3://{s3_bucket}/run"
     summary = tmp_path / "killed.json"
-    cmd = _train_cmd(tiny_data, str(ck), summary, int(epochs), *common)
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=tmp_path)  # fmt: skip
+    cmd = _train_cmd(tiny_data, uri, summary, 3, "--plan", str(plan_file))
+    configs = tmp_path / "configs"
+    shutil.copytree(config_dir(), configs)
+    (configs / "storage.yaml").write_text(yaml.safe_dump({"s3": {"endpoint_url": moto_endpoint}}))
+    proc = subprocess.Popen(cmd, env=_env(MINIVESS_CONFIG_DIR=str(configs)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path)  # fmt: skip
     deadline = time.monotonic() + 180
-    while not (ck / "last.pt").exists():  # epoch 1 done: SIGTERM lands in epoch 2
+    while not exists(f"{uri}/last.pt", moto_endpoint):  # epoch 1 saved: SIGTERM lands in 2
         assert proc.poll() is None, proc.stderr.read()[-3000:]
         assert time.monotonic() < deadline
-        time.sleep(0.05)
+        time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == PREEMPTED_EXIT_CODE, err[-3000:]
@@ -108,15 +77,22 @@ def test_sigterm_then_rerun_matches_uninterrupted_run(tiny_data: Path, tmp_path:
     assert not summary.exists()
 
     rerun = subprocess.run(
-        cmd, env=_env(), capture_output=True, text=True, timeout=240, cwd=tmp_path
-    )
+        cmd, env=_env(MINIVESS_S3_ENDPOINT_URL=moto_endpoint), capture_output=True, text=True,
+        timeout=240, cwd=tmp_path,
+    )  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     got, want = json.loads(summary.read_text()), json.loads(ref_summary.read_text())
     assert got["resumed_from_epoch"] is not None and got["resumed_from_epoch"] >= 1
     assert got["epochs_completed"] == want["epochs_completed"] == 3
+    assert got["checkpoint"] == f"{uri}/best.pt"
     for key, value in want["final_metrics"].items():
         assert got["final_metrics"][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
     assert got["best_metric"] == pytest.approx(want["best_metric"], rel=1e-5, abs=1e-6)
+    for name in ("best.pt", "last.pt", "split.json", "plan.json"):
+        assert exists(f"{uri}/{name}", moto_endpoint), name
+    model, plan = load_model(uri, endpoint_url=moto_endpoint)
+    assert plan.model == "dynunet"
+    assert sum(p.numel() for p in model.parameters()) > 0
 
 
 def test_torchrun_two_cpu_processes(
