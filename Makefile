@@ -4,13 +4,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 WORKSPACE ?= workspace
 PYTEST_ARGS ?=
-## The suite runs on pytest-xdist workers, one more than the CPU cores (its tests wait on
-## servers and subprocesses, so a spare worker keeps both cores busy), at most
-## PYTEST_MAX_WORKERS (the suite is sized for 2 cores). Slow tests start first and the fast tier
+## The suite runs on pytest-xdist workers, one per CPU core (a third worker on 2 cores gave the
+## same wall time and 7% more CPU: each worker imports the stack and starts its own session
+## fixtures; docs/benchmarks.md, "Stop 24"), at most PYTEST_MAX_WORKERS (the suite is sized for
+## 2 cores). Slow tests start first and the fast tier
 ## fills the end (tests/conftest.py). Tests sharing a session fixture stay on one worker
 ## (xdist_group, --dist loadgroup). PYTEST_WORKERS=0 runs it in one process. `make test-fast`
 ## runs the fast tier alone in one process (CPU-bound: two workers took 115 s against 89 s).
-PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
+PYTEST_WORKERS ?= $(shell nproc)
 PYTEST_MAX_WORKERS ?= 3
 XDIST := -n $(PYTEST_WORKERS) --maxprocesses $(PYTEST_MAX_WORKERS) --dist loadgroup
 
