@@ -218,9 +218,14 @@ class Settings(StrictModel):
         return self.workspace / "dvc-remote"
 
     @property
+    def workspace_store_path(self) -> Path:
+        """The workspace's own MLflow database file."""
+        return (self.workspace / "mlflow.db").resolve()
+
+    @property
     def workspace_store_uri(self) -> str:
         """The workspace's own MLflow store (SQLite), used when no server is configured."""
-        return f"sqlite:///{(self.workspace / 'mlflow.db').resolve()}"
+        return f"sqlite:///{self.workspace_store_path}"
 
     @property
     def workspace_artifact_uri(self) -> str:

@@ -55,11 +55,12 @@ def gaussian_weights(roi: Sequence[int], device: Any = None, dtype: Any = None) 
     :data:`SIGMA_SCALE` x the window's size, floored at :data:`MIN_WEIGHT`."""
     import torch
 
-    weights = torch.ones((), device=device)
+    weights: torch.Tensor | None = None
     for size in roi:
         x = torch.arange(-(size - 1) / 2.0, (size - 1) / 2.0 + 1, dtype=torch.float, device=device)
         axis = torch.exp(x**2 / (-2 * (size * SIGMA_SCALE) ** 2))
-        weights = weights.unsqueeze(-1) * axis if weights.dim() else axis
+        weights = axis if weights is None else weights.unsqueeze(-1) * axis
+    assert weights is not None, "a window has at least one axis"
     floor = max(torch.min(weights).item(), MIN_WEIGHT)
     return torch.clamp_(weights, min=floor).to(dtype or torch.float)
 
@@ -89,10 +90,12 @@ def sliding_window(
     roi = tuple(int(r) for r in plan.sw_roi)
     overlap = plan.sw_overlap if overlap is None else overlap
     per_pass = sw_batch_size or plan.sw_batch_size
-    if image.dim() != len(roi) + 2:
-        raise ValueError(f"image of shape {tuple(image.shape)}: want (B, C, {len(roi)} axes)")
-    if not 0 <= overlap < 1 or per_pass < 1:
-        raise ValueError(f"overlap {overlap} must be in [0, 1), windows per pass {per_pass} >= 1")
+    if image.dim() != len(roi) + 2 or image.shape[0] == 0:
+        raise ValueError(f"image of shape {tuple(image.shape)}: want (B >= 1, C, {len(roi)} axes)")
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap {overlap} must be in [0, 1)")
+    if per_pass < 1:
+        raise ValueError(f"windows per forward pass {per_pass} must be >= 1")
     batch, size = image.shape[0], tuple(image.shape[2:])
     # An axis shorter than the window is zero-padded, half before and half after (MONAI's order:
     # F.pad lists the last axis first).
@@ -126,7 +129,7 @@ def sliding_window(
         weighted = (logits * weight).to(logits.dtype)
         for (b, w), one in zip(where, weighted, strict=True):
             out[(slice(b, b + 1), slice(None), *w)] += one
-    assert out is not None  # at least one window
+    assert out is not None  # B >= 1: at least one window ran
     out /= count
     return out[
         (

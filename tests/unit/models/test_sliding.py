@@ -88,12 +88,19 @@ def test_window_grid_and_weights() -> None:
 
 
 @pytest.mark.parametrize(
-    ("overlap", "per_pass", "message"),
-    [(1.0, 1, r"overlap 1.0 must be in \[0, 1\)"), (0.25, -1, "windows per pass -1 >= 1")],
+    ("shape", "overlap", "per_pass", "message"),
+    [
+        ((1, 1, 8, 8, 4), 1.0, 1, r"overlap 1.0 must be in \[0, 1\)"),
+        ((1, 1, 8, 8, 4), -0.1, 1, r"overlap -0.1 must be in \[0, 1\)"),
+        ((1, 1, 8, 8, 4), 0.25, -1, "windows per forward pass -1 must be >= 1"),
+        ((1, 8, 8, 4), 0.25, 1, r"image of shape \(1, 8, 8, 4\): want \(B >= 1, C, 3 axes\)"),
+        ((0, 1, 8, 8, 4), 0.25, 1, r"image of shape \(0, 1, 8, 8, 4\)"),
+    ],
+    ids=["overlap-1", "overlap-negative", "no-windows-per-pass", "no-batch-axis", "empty-batch"],
 )
-def test_a_bad_overlap_or_pass_size_is_refused(overlap, per_pass, message) -> None:
+def test_a_bad_image_overlap_or_pass_size_is_refused(shape, overlap, per_pass, message) -> None:
     with pytest.raises(ValueError, match=message):
-        sliding_window(torch.zeros(1, 1, 8, 8, 4), _plan((8, 8, 4)), _net(), overlap=overlap,
+        sliding_window(torch.zeros(*shape), _plan((8, 8, 4)), _net(), overlap=overlap,
                        sw_batch_size=per_pass)  # fmt: skip
 
 
