@@ -19,6 +19,7 @@ from pydantic import Field
 from minivess.config import StrictModel, config_dir, load_yaml_model
 from minivess.errors import ConfigError
 from minivess.planning.planner import PlanOverrides
+from minivess.serving.capacity import CAPACITY_ROUNDS
 from minivess.training.config import GridConfig
 
 #: The experiment the main job runs when no ``--config`` is given.
@@ -50,6 +51,12 @@ class DeploySection(StrictModel):
     force: bool = Field(
         default=False,
         description="deploy a registered model even when it does not beat the threshold baseline",
+    )
+    capacity_rounds: int = Field(
+        default=CAPACITY_ROUNDS,
+        ge=1,
+        description="timed rounds per backend in the capacity plan, after one warm-up each "
+        "(interleaved; the best of each is kept): fewer is quicker and noisier",
     )
 
 

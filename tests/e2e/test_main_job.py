@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from minivess.tracking.contract import EXPERIMENTS, REGISTERED_MODEL, Flow, Tag
-from tests.fixtures.main_job import GROUP, MainJob
+from tests.fixtures.main_job import GROUP, MAIN_JOB_CAPACITY_ROUNDS, MainJob
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group(GROUP)]
 
@@ -41,6 +43,10 @@ def test_experiment_runs_the_whole_chain_from_any_directory(main_job: MainJob) -
     champion = client.get_model_version_by_alias(REGISTERED_MODEL, "champion")
     assert champion.version == version.version
     assert (ws / "sky" / "serve.yaml").is_file()
+    # The experiment's deploy.capacity_rounds (1 here: the fixture's) reached the capacity plan.
+    capacity = json.loads((ws / "deploy" / "build" / "bundle" / "capacity.json").read_text())
+    assert {f["runs"] for f in capacity["figures"]} == {MAIN_JOB_CAPACITY_ROUNDS}
+    assert {f["name"] for f in capacity["figures"]} >= {"eager-cpu", "torch-cpu", "onnx-cpu"}
     # Every flow's artifacts went where the settings say: nothing but the workspace in the cwd
     # (no <cwd>/mlruns), and MLflow's artifact roots are inside the workspace.
     assert sorted(p.name for p in cwd.iterdir()) == ["workspace"]

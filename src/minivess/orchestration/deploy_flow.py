@@ -10,6 +10,7 @@ from prefect import flow, task
 
 from minivess.experiment import load_experiment
 from minivess.orchestration import common
+from minivess.serving.capacity import CAPACITY_ROUNDS
 from minivess.settings import Settings
 from minivess.tracking.contract import Flow, Tag
 
@@ -83,6 +84,7 @@ def export_and_smoke_test(
     backend: str,
     volume: Path | None,
     labels: dict[str, str] | None = None,
+    capacity_rounds: int = CAPACITY_ROUNDS,
 ) -> DeployResult:
     """Export, parity-check, store the model and build the bento, serve it locally and
     smoke-test it over HTTP."""
@@ -92,8 +94,9 @@ def export_and_smoke_test(
     # "auto": no backend set, so the capacity plan's measured pick is served.
     settings = ServeSettings() if backend == "auto" else ServeSettings(backend=Backend(backend))
     return deploy_model(
-        str(checkpoint), workdir, settings=settings, smoke_volume=volume, labels=labels
-    )
+        str(checkpoint), workdir, settings=settings, smoke_volume=volume, labels=labels,
+        capacity_rounds=capacity_rounds,
+    )  # fmt: skip
 
 
 @task
@@ -174,6 +177,7 @@ def deploy_flow(workspace: str | None = None, experiment: str | None = None) -> 
         exp.deploy.backend,
         smoke_volume(settings),
         store_labels(version),
+        exp.deploy.capacity_rounds,
     )
     capacity = result.capacity.as_dict() if result.capacity else None
     serve_yaml = render_serve_yaml(result.bundle, version.uri, settings, capacity)

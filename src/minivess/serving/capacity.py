@@ -129,8 +129,13 @@ class CapacityPlan:
         return rows
 
 
+#: Timed rounds per backend in the capacity plan, after one warm-up each (the experiment's
+#: ``deploy.capacity_rounds``).
+CAPACITY_ROUNDS = 3
+
+
 def measure_backends(
-    candidates: list[Candidate], volume: np.ndarray, rounds: int = 3
+    candidates: list[Candidate], volume: np.ndarray, rounds: int = CAPACITY_ROUNDS
 ) -> list[BackendFigure]:
     """Time ``candidates`` on ``volume`` interleaved: one warm-up each, then ``rounds`` rounds
     of A, B, C, ...; keeps the best and the median of each.

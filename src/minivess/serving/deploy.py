@@ -20,7 +20,7 @@ import numpy as np
 
 from minivess.errors import MinivessError
 from minivess.serving.bento import build_bento
-from minivess.serving.capacity import CAPACITY_FILE, CapacityPlan
+from minivess.serving.capacity import CAPACITY_FILE, CAPACITY_ROUNDS, CapacityPlan
 from minivess.serving.export import ParityResult, export_bundle
 from minivess.serving.server import LocalServer, start_server
 from minivess.serving.settings import Backend, Device, ServeSettings, load_serve_settings
@@ -192,7 +192,7 @@ def _deploy_progress() -> Iterator[Callable[[str], None]]:
 
 
 def measure_capacity(
-    bundle: Path, volume: np.ndarray, settings: ServeSettings, rounds: int = 3
+    bundle: Path, volume: np.ndarray, settings: ServeSettings, rounds: int = CAPACITY_ROUNDS
 ) -> CapacityPlan:
     """Time every backend this host can run on ``volume`` (interleaved, best of each), decide
     backend / resources / replica policy, print it and write ``bundle/capacity.json``.
@@ -234,6 +234,7 @@ def deploy_loaded(
     keep_running: bool = False,
     target_spacing: tuple[float, float, float] | None = None,
     labels: dict[str, str] | None = None,
+    capacity_rounds: int = CAPACITY_ROUNDS,
 ) -> DeployResult:
     """:func:`deploy_model` for a network already in memory (the steps after loading);
     ``target_spacing``: the grid it trained on, when training resampled; ``labels``: of the
@@ -253,7 +254,7 @@ def deploy_loaded(
         )
         parity = cast(ParityResult, exported.parity)  # set: a parity volume was given
         step("capacity plan (interleaved backends)")
-        capacity = measure_capacity(exported.bundle, array, settings)
+        capacity = measure_capacity(exported.bundle, array, settings, capacity_rounds)
         step("bentoml build")
         built = build_bento(exported.bundle, workdir / "bento-ctx", labels=labels)
         tag = built.tag
@@ -310,6 +311,7 @@ def deploy_model(
     smoke_volume: Path | None = None,
     keep_running: bool = False,
     labels: dict[str, str] | None = None,
+    capacity_rounds: int = CAPACITY_ROUNDS,
 ) -> DeployResult:
     """Export, check, build and smoke-test the checkpoint ``model_uri``.
 
@@ -326,6 +328,7 @@ def deploy_model(
         smoke_volume: a real NIfTI volume for parity and smoke test; default a synthetic one.
         keep_running: leave the server up (``result.server.stop()`` ends it).
         labels: labels of the model in BentoML's store (the deploy flow: MLflow name/version).
+        capacity_rounds: timed rounds per backend in the capacity plan (after one warm-up).
 
     Raises:
         ParityError, BentoBuildError, ServeError, SmokeTestError, CheckpointError.
@@ -344,4 +347,5 @@ def deploy_model(
         keep_running=keep_running,
         target_spacing=spacing,
         labels=labels,
+        capacity_rounds=capacity_rounds,
     )

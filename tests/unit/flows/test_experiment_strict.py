@@ -55,9 +55,14 @@ def test_a_typo_in_each_section_names_the_file_the_field_and_the_fix(
     assert f"Did you mean '{hint}'?" in msg
 
 
-def test_a_bad_value_names_the_field(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"my-experiment\.yaml: field 'training\.epochs'"):
-        load_experiment(_experiment(tmp_path, training__epochs=0))
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [({"training__epochs": 0}, "training.epochs"),
+     ({"deploy__capacity_rounds": 0}, "deploy.capacity_rounds")],
+)  # fmt: skip
+def test_a_bad_value_names_the_field(tmp_path: Path, changes: dict, field: str) -> None:
+    with pytest.raises(ConfigError, match=rf"my-experiment\.yaml: field '{field}'"):
+        load_experiment(_experiment(tmp_path, **changes))
 
 
 def _config_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
