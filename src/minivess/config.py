@@ -8,10 +8,12 @@ naming the file, the field path and a "did you mean ...?" hint.
 from __future__ import annotations
 
 import difflib
+import types
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from minivess.errors import ConfigError
 from minivess.resources import CONFIG_DIR_ENV as CONFIG_DIR_ENV  # re-exported
@@ -20,10 +22,59 @@ from minivess.resources import config_dir as config_dir  # re-exported
 M = TypeVar("M", bound=BaseModel)
 
 
+#: Where a config field's value is a yes/no but the field takes a number.
+YES_NO_FOR_A_NUMBER = (
+    "a yes/no value where a number goes (YAML reads yes/no/on/off/true/false as booleans)"
+)
+
+
+def _leaves(annotation: Any) -> list[Any]:
+    """The plain types a field's annotation allows (through ``Annotated``, unions, ``None``)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _leaves(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [t for a in typing.get_args(annotation) for t in _leaves(a)]
+    return [annotation]
+
+
+def _takes_a_number_not_a_yes_no(types_: list[Any]) -> bool:
+    return any(t in (int, float) for t in types_) and not any(
+        t in (bool, Any, object) for t in types_
+    )
+
+
+def _item_leaves(annotation: Any) -> list[Any]:
+    """The plain element types of the list, tuple or set types ``annotation`` allows."""
+    return [
+        leaf
+        for t in _leaves(annotation)
+        if typing.get_origin(t) in (list, tuple, set, frozenset)
+        for a in typing.get_args(t)
+        if a is not Ellipsis
+        for leaf in _leaves(a)
+    ]
+
+
 class StrictModel(BaseModel):
-    """Base for config objects: frozen, and unknown keys are an error."""
+    """Base for config objects: frozen, unknown keys are an error, and so is a yes/no where a
+    number goes (pydantic's lax mode would read ``epochs: yes`` as 1)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_yes_no_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is None:
+            return value
+        if isinstance(value, bool) and _takes_a_number_not_a_yes_no(_leaves(field.annotation)):
+            raise ValueError(YES_NO_FOR_A_NUMBER)
+        if isinstance(value, list | tuple):
+            flags = [i for i, v in enumerate(value) if isinstance(v, bool)]
+            if flags and _takes_a_number_not_a_yes_no(_item_leaves(field.annotation)):
+                raise ValueError(f"item {flags[0]} is {YES_NO_FOR_A_NUMBER}")
+        return value
 
 
 def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

@@ -113,3 +113,41 @@ def test_the_cli_fails_before_prefect_starts_and_writes_nothing(tmp_path: Path) 
     assert "Traceback" not in proc.stderr
     assert not ws.exists() and not (tmp_path / "prefect-home").exists()
     assert not (tmp_path / "workspace").exists()
+
+
+#: Stands for the word under test in the experiment YAML (written unquoted by yaml.safe_dump).
+WORD = "WORD_UNDER_TEST"
+
+
+@pytest.mark.parametrize("word", ["yes", "true", "on", "no"])
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"training__epochs": WORD}, "training.epochs"),
+        ({"training__folds": [WORD]}, "training.folds': Value error, item 0"),
+        ({"deploy__capacity_rounds": WORD}, "deploy.capacity_rounds"),
+        ({"plan__cache_rate": WORD}, "plan.cache_rate"),
+        ({"plan__sw_roi": [64, WORD, 8]}, "plan.sw_roi': Value error, item 1"),
+    ],
+)
+def test_a_yes_or_no_where_a_number_goes_is_refused(
+    tmp_path: Path, word: str, changes: dict, field: str
+) -> None:
+    """YAML reads yes/no/on/off/true/false as booleans, and pydantic's lax mode would take
+    them as 1 and 0 (``epochs: yes`` trained one epoch): a number field refuses them."""
+    path = _experiment(tmp_path, **changes)
+    assert WORD in path.read_text()
+    path.write_text(path.read_text().replace(WORD, word))
+    with pytest.raises(ConfigError) as err:
+        load_experiment(path)
+    msg = str(err.value)
+    assert f"my-experiment.yaml: field '{field}" in msg, msg
+    assert "a yes/no value" in msg and "number" in msg, msg
+
+
+@pytest.mark.parametrize(("word", "value"), [("yes", True), ("on", True), ("no", False)])
+def test_a_yes_or_no_still_sets_a_yes_no_field(tmp_path: Path, word: str, value: bool) -> None:
+    path = _experiment(tmp_path, deploy__force=WORD, plan__amp=WORD)
+    path.write_text(path.read_text().replace(WORD, word))
+    exp = load_experiment(path)
+    assert exp.deploy.force is value and exp.plan.amp is value

@@ -195,6 +195,21 @@ def test_overrides_from_yaml_file_and_set(tmp_path, full_minivess, hardware):
         load_overrides(None, ["patchsize=[8,8,8]"])
 
 
+@pytest.mark.parametrize(
+    ("item", "where"),
+    [("batch_size=yes", "field 'batch_size'"), ("cache_rate=on", "field 'cache_rate'"),
+     ("patch_size=[64,true,4]", "field 'patch_size': Value error, item 1")],
+)  # fmt: skip
+def test_a_yes_no_set_on_a_number_is_refused_and_a_yes_no_field_takes_it(item, where):
+    """`--set batch_size=yes` was read as batch size 1 (YAML's yes is a boolean)."""
+    with pytest.raises(ConfigError, match=rf"--set: {where}.*a yes/no value where a number goes"):
+        load_overrides(None, [item])
+    assert load_overrides(None, ["amp=yes"]) == {"amp": True}
+    with pytest.raises(ConfigError) as err:  # a yes/no for a name: pydantic's own message
+        load_overrides(None, ["accelerators=[yes]"])
+    assert "number" not in str(err.value) and "accelerators" in str(err.value)
+
+
 def test_override_patch_must_suit_the_topology(full_minivess, hardware):
     with pytest.raises(ConfigError, match=r"axis x=100 .*use 96"):
         plan_training(
