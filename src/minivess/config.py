@@ -115,7 +115,8 @@ def format_validation_error(
             allowed_txt = f" Allowed: {', '.join(sorted(allowed))}." if allowed else ""
             lines.append(f"{origin}: unknown field '{path}'.{hint}{allowed_txt}")
         else:
-            lines.append(f"{origin}: field '{path}': {item.get('msg')}")
+            msg = str(item.get("msg", "")).removeprefix("Value error, ")  # our validators' own
+            lines.append(f"{origin}: field '{path}': {msg}")
     return ConfigError("\n".join(lines))
 
 

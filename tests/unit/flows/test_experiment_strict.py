@@ -124,10 +124,10 @@ WORD = "WORD_UNDER_TEST"
     ("changes", "field"),
     [
         ({"training__epochs": WORD}, "training.epochs"),
-        ({"training__folds": [WORD]}, "training.folds': Value error, item 0"),
+        ({"training__folds": [WORD]}, "training.folds': item 0"),
         ({"deploy__capacity_rounds": WORD}, "deploy.capacity_rounds"),
         ({"plan__cache_rate": WORD}, "plan.cache_rate"),
-        ({"plan__sw_roi": [64, WORD, 8]}, "plan.sw_roi': Value error, item 1"),
+        ({"plan__sw_roi": [64, WORD, 8]}, "plan.sw_roi': item 1"),
     ],
 )
 def test_a_yes_or_no_where_a_number_goes_is_refused(
