@@ -31,6 +31,11 @@ import numpy as np
 #: Surface-Dice tolerance, in spacing units (µm for MiniVess): about two xy voxels.
 SURFACE_TOLERANCE = 2.0
 METRIC_NAMES = ("dice", "cldice", "hd95", "surface_dice")
+#: The values each metric can take (HD95: spacing units, unbounded above).
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    "dice": (0.0, 1.0), "cldice": (0.0, 1.0), "hd95": (0.0, float("inf")),
+    "surface_dice": (0.0, 1.0),
+}  # fmt: skip
 
 
 def _onehot(mask: np.ndarray):  # -> torch.Tensor (1, 2, x, y, z)

@@ -32,7 +32,7 @@ from pydantic import BaseModel, Field
 from minivess.errors import ConfigError
 from minivess.evaluation.baseline import BASELINE_NAME, ThresholdBaseline, learn_threshold
 from minivess.evaluation.calibration import ReliabilityBins, relevant_voxels, volume_ece
-from minivess.evaluation.metrics import METRIC_NAMES, volume_metrics
+from minivess.evaluation.metrics import METRIC_NAMES, METRIC_RANGES, volume_metrics
 from minivess.evaluation.stats import CI, bootstrap_ci, paired_difference_ci
 from minivess.keys import Keys
 
@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 THRESHOLD = 0.5
 #: Per-volume values of each model: the segmentation metrics and the calibration error.
 VALUE_NAMES = (*METRIC_NAMES, "ece")
+#: The values each column can take: a table's CI is cut to them (ECE: a probability gap).
+VALUE_RANGES = {**METRIC_RANGES, "ece": (0.0, 1.0)}
 
 
 class Kind(StrEnum):
@@ -394,7 +396,9 @@ def _compare_ensembles(
                 dice=summary[name]["dice"],
                 best_member=best.name,
                 best_member_dice=summary[best.name]["dice"],
-                difference=paired_difference_ci(values[name]["dice"], values[best.name]["dice"]),
+                difference=paired_difference_ci(
+                    values[name]["dice"], values[best.name]["dice"], bounds=VALUE_RANGES["dice"]
+                ),
             )
         )
     return out
@@ -502,7 +506,10 @@ def _write_report(
     baseline: ThresholdBaseline | None = None,
 ) -> EvaluationReport:
     volumes = [p.name for p in pairs]
-    summary = {n: {k: bootstrap_ci(v[k]) for k in VALUE_NAMES} for n, v in values.items()}
+    summary = {
+        n: {k: bootstrap_ci(v[k], bounds=VALUE_RANGES[k]) for k in VALUE_NAMES}
+        for n, v in values.items()
+    }
     calibration = {n: s["ece"].mean for n, s in summary.items()}
     table = _table_rows(summary, calibration, members, models, len(volumes))
     best = max(members, key=lambda m: _nan_low(summary[m.name]["dice"].mean))
@@ -553,7 +560,9 @@ def _verdict(champion: Champion, summary: dict[str, dict[str, CI]], values: Any)
     """One line: does the champion beat the baseline row?"""
     if champion.beats_baseline is None:
         return "No baseline row: the training data were not given (`--train-data`)."
-    diff = paired_difference_ci(values[champion.name]["dice"], values[BASELINE_NAME]["dice"])
+    diff = paired_difference_ci(
+        values[champion.name]["dice"], values[BASELINE_NAME]["dice"], bounds=VALUE_RANGES["dice"]
+    )
     verb = "beats" if champion.beats_baseline else "does **NOT** beat"
     return (
         f"Champion `{champion.name}` {verb} the threshold baseline: Dice "
@@ -586,7 +595,8 @@ def _markdown(
         )
     lines += [
         "",
-        "CIs: Student t below 20 volumes, BCa bootstrap from 20. Empty masks: Dice/clDice/"
+        "CIs: Student t below 20 volumes, BCa bootstrap from 20, cut to the metric's range. "
+        "Empty masks: Dice/clDice/"
         "surface Dice 1 when label and prediction are both empty, 0 when one is; HD95 0 and the "
         "volume diagonal. ECE: per volume, on label ∪ prediction dilated by 2 voxels.",
     ]

@@ -9,6 +9,10 @@ The percentile bootstrap covers far less than its nominal level on few volumes (
   (``scipy.stats.bootstrap(method="BCa")``, fixed seed);
 * n = 1: no interval (NaN bounds); n = 0: everything NaN.
 
+Given the metric's range (``bounds``), an interval is cut to it: near Dice 1 the t-interval's
+upper end passes 1, a value no volume can have (BCa stays inside the data, so the cut is a
+t-interval's). Coverage does not change: the true mean lies in the range.
+
 Non-finite values are never dropped silently: ``CI.n`` counts the finite values that went in and
 ``CI.n_total`` all of them, and :meth:`CI.fmt` prints both when they differ.
 ``tests/unit/evaluation/test_ci_coverage.py`` checks coverage by simulation.
@@ -85,8 +89,10 @@ def bootstrap_ci(
     n_boot: int = N_BOOTSTRAP,
     level: float = CI_LEVEL,
     seed: int = 0,
+    bounds: tuple[float, float] = (-np.inf, np.inf),
 ) -> CI:
-    """Mean of the finite ``values`` with a CI whose method suits n (see the module docstring).
+    """Mean of the finite ``values`` with a CI whose method suits n (see the module docstring),
+    cut to ``bounds``, the values the metric can take.
 
     Example:
         >>> bootstrap_ci([1.0, 1.0, 1.0]).fmt()
@@ -94,6 +100,8 @@ def bootstrap_ci(
         >>> bootstrap_ci([1, 1, 1, 1, 1, float("nan")]).fmt()
         '1.000 [1.000, 1.000] n=5 of 6'
     """
+    if not bounds[0] < bounds[1]:
+        raise ValueError(f"bounds {bounds}: the lower end must be below the upper")
     raw = np.asarray(values, dtype=np.float64)
     v = raw[np.isfinite(raw)]
     total = int(raw.size)
@@ -107,14 +115,21 @@ def bootstrap_ci(
         (lo, hi), method = t_interval(v, level), CIMethod.T
     else:
         (lo, hi), method = bca_interval(v, n_boot, level, seed), CIMethod.BCA
+    lo, hi = max(lo, float(bounds[0])), min(hi, float(bounds[1]))
     return CI(mean=float(v.mean()), lo=lo, hi=hi, n=int(v.size), n_total=total, method=method)
 
 
 def paired_difference_ci(
-    a: Sequence[float], b: Sequence[float], n_boot: int = N_BOOTSTRAP, seed: int = 0
+    a: Sequence[float],
+    b: Sequence[float],
+    n_boot: int = N_BOOTSTRAP,
+    seed: int = 0,
+    bounds: tuple[float, float] = (-np.inf, np.inf),
 ) -> CI:
-    """CI of ``mean(a - b)`` over volumes where both are finite (paired by volume)."""
+    """CI of ``mean(a - b)`` over volumes where both are finite (paired by volume); ``bounds``
+    is the metric's range, so the difference's is ``[lo - hi, hi - lo]``."""
     x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
     keep = np.isfinite(x) & np.isfinite(y)
-    diff = bootstrap_ci((x - y)[keep], n_boot=n_boot, seed=seed)
+    lo, hi = bounds
+    diff = bootstrap_ci((x - y)[keep], n_boot=n_boot, seed=seed, bounds=(lo - hi, hi - lo))
     return diff.model_copy(update={"n_total": int(x.size)})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from minivess.evaluation.stats import BCA_MIN_N, CIMethod, bootstrap_ci
+from minivess.evaluation.stats import BCA_MIN_N, CIMethod, bootstrap_ci, paired_difference_ci
 
 A, B = 8.0, 2.0
 MEAN = A / (A + B)
@@ -54,3 +54,31 @@ def test_ci_reports_the_n_behind_the_mean() -> None:
     one = bootstrap_ci([0.7])
     assert one.n == 1 and np.isnan(one.lo) and "no CI" in one.fmt()
     assert bootstrap_ci([]).fmt() == "n/a (n=0)"
+
+
+def test_a_t_interval_stays_inside_the_metrics_range() -> None:
+    """Near 1, mean ± t·s/√n passes 1 (stop 26's table printed surface Dice [0.906, 1.019]): an
+    interval outside the values a metric can take says nothing there, so it is cut to the range;
+    the mean and the side inside the range are the t-interval's own."""
+    values = [1.0, 1.0, 1.0, 0.62, 1.0, 0.97]
+    free = bootstrap_ci(values)
+    assert free.hi > 1.0  # the uncut interval leaves [0, 1]
+    cut = bootstrap_ci(values, bounds=(0.0, 1.0))
+    assert cut.hi == 1.0 and cut.lo == free.lo and cut.mean == free.mean
+    assert bootstrap_ci([0.0, 0.0, 0.4], bounds=(0.0, float("inf"))).lo == 0.0
+    with pytest.raises(ValueError, match="bounds"):
+        bootstrap_ci(values, bounds=(1.0, 0.0))
+
+
+def test_a_paired_difference_stays_inside_the_differences_range() -> None:
+    a, b = [1.0, 1.0, 0.05, 1.0], [0.0, 0.0, 0.0, 0.0]
+    assert paired_difference_ci(a, b).hi > 1.0
+    cut = paired_difference_ci(a, b, bounds=(0.0, 1.0))
+    assert cut.hi == 1.0 and cut.lo == paired_difference_ci(a, b).lo
+
+
+def test_every_value_of_the_report_has_its_range() -> None:
+    from minivess.evaluation.report import VALUE_NAMES, VALUE_RANGES
+
+    assert set(VALUE_RANGES) == set(VALUE_NAMES)
+    assert VALUE_RANGES["dice"] == (0.0, 1.0) and VALUE_RANGES["hd95"][0] == 0.0
