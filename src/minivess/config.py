@@ -57,10 +57,11 @@ def _item_leaves(annotation: Any) -> list[Any]:
 
 
 class StrictModel(BaseModel):
-    """Base for config objects: frozen, unknown keys are an error, and so is a yes/no where a
-    number goes (pydantic's lax mode would read ``epochs: yes`` as 1)."""
+    """Base for config objects: frozen; unknown keys are an error, and so are a yes/no where a
+    number goes (pydantic's lax mode would read ``epochs: yes`` as 1) and an infinite or NaN
+    number (``lr: .inf`` passes ``gt=0``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @field_validator("*", mode="before")
     @classmethod

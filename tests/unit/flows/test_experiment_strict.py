@@ -151,3 +151,13 @@ def test_a_yes_or_no_still_sets_a_yes_no_field(tmp_path: Path, word: str, value:
     path.write_text(path.read_text().replace(WORD, word))
     exp = load_experiment(path)
     assert exp.deploy.force is value and exp.plan.amp is value
+
+
+@pytest.mark.parametrize("word", [".inf", ".nan", "-.inf"])
+@pytest.mark.parametrize("field", ["lr", "weight_decay"])
+def test_an_infinite_or_nan_number_is_refused(tmp_path: Path, word: str, field: str) -> None:
+    """`lr: .inf` passed `gt=0` (inf > 0) and trained to NaN: no config number is inf or NaN."""
+    path = _experiment(tmp_path, **{f"training__{field}": WORD})
+    path.write_text(path.read_text().replace(WORD, word))
+    with pytest.raises(ConfigError, match=rf"field 'training\.{field}': .*finite number"):
+        load_experiment(path)
