@@ -36,8 +36,10 @@ class DataSection(StrictModel):
         "set for synthetic data, else the training data (optimistic, and logged as such)",
     )
     synth_scale: Literal["small", "full"] = "small"
-    synth_volumes: int | None = None
-    seed: int = 0
+    synth_volumes: int | None = Field(default=None, ge=1)
+    seed: int = Field(
+        default=0, ge=0, description="the synthetic data's seed (numpy: not negative)"
+    )
 
 
 class DeploySection(StrictModel):

@@ -109,7 +109,7 @@ class TrainConfig(StrictModel):
     epochs: int = Field(default=2, ge=1)
     fold: int = Field(default=0, ge=0)
     n_folds: int = Field(default=3, ge=2)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)  # numpy's generators take no negative seed
     lr: float = Field(default=1e-3, gt=0)
     weight_decay: float = Field(default=1e-5, ge=0)
     val_interval: int = Field(default=1, ge=1)

@@ -58,7 +58,10 @@ def test_a_typo_in_each_section_names_the_file_the_field_and_the_fix(
 @pytest.mark.parametrize(
     ("changes", "field"),
     [({"training__epochs": 0}, "training.epochs"),
-     ({"deploy__capacity_rounds": 0}, "deploy.capacity_rounds")],
+     ({"deploy__capacity_rounds": 0}, "deploy.capacity_rounds"),
+     ({"training__seed": -1}, "training.seed"),  # numpy's k-fold split raised deep in the chain
+     ({"data__seed": -1}, "data.seed"),
+     ({"data__synth_volumes": 0}, "data.synth_volumes")],
 )  # fmt: skip
 def test_a_bad_value_names_the_field(tmp_path: Path, changes: dict, field: str) -> None:
     with pytest.raises(ConfigError, match=rf"my-experiment\.yaml: field '{field}'"):
