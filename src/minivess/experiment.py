@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from minivess.config import StrictModel, config_dir, load_yaml_model
 from minivess.errors import ConfigError
@@ -40,6 +40,12 @@ class DataSection(StrictModel):
     seed: int = Field(
         default=0, ge=0, description="the synthetic data's seed (numpy: not negative)"
     )
+
+    @field_validator("dir", "test_dir")
+    @classmethod
+    def _home(cls, path: Path | None) -> Path | None:
+        """``~/mvdata`` is the researcher's home, as in a shell (relative paths: the cwd's)."""
+        return path.expanduser() if path is not None else None
 
 
 class DeploySection(StrictModel):

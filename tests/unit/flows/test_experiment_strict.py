@@ -164,3 +164,21 @@ def test_an_infinite_or_nan_number_is_refused(tmp_path: Path, word: str, field: 
     path.write_text(path.read_text().replace(WORD, word))
     with pytest.raises(ConfigError, match=rf"field 'training\.{field}': .*finite number"):
         load_experiment(path)
+
+
+def test_a_data_dir_under_home_is_the_home_folder(tmp_path: Path) -> None:
+    path = _experiment(tmp_path, data__dir="~/mvdata", data__test_dir="~/mvdata-test")
+    exp = load_experiment(path)
+    assert exp.data.dir == Path.home() / "mvdata"
+    assert exp.data.test_dir == Path.home() / "mvdata-test"
+
+
+def test_the_documented_experiment_file_loads(tmp_path: Path) -> None:
+    """docs/flows.md's example experiment is a file `minivess experiment --config` accepts."""
+    repo = Path(__file__).resolve().parents[3]
+    text = (repo / "docs" / "flows.md").read_text()
+    block = text.split("## An experiment file", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "loss-sweep.yaml"
+    path.write_text(block)
+    exp = load_experiment(path)
+    assert exp.name == "loss-sweep" and exp.data.dir == Path.home() / "data" / "minivess"
