@@ -397,7 +397,9 @@ def _compare_ensembles(
                 best_member=best.name,
                 best_member_dice=summary[best.name]["dice"],
                 difference=paired_difference_ci(
-                    values[name]["dice"], values[best.name]["dice"], bounds=VALUE_RANGES["dice"]
+                    values[name]["dice"],
+                    values[best.name]["dice"],
+                    metric_bounds=VALUE_RANGES["dice"],
                 ),
             )
         )
@@ -561,7 +563,9 @@ def _verdict(champion: Champion, summary: dict[str, dict[str, CI]], values: Any)
     if champion.beats_baseline is None:
         return "No baseline row: the training data were not given (`--train-data`)."
     diff = paired_difference_ci(
-        values[champion.name]["dice"], values[BASELINE_NAME]["dice"], bounds=VALUE_RANGES["dice"]
+        values[champion.name]["dice"],
+        values[BASELINE_NAME]["dice"],
+        metric_bounds=VALUE_RANGES["dice"],
     )
     verb = "beats" if champion.beats_baseline else "does **NOT** beat"
     return (
@@ -596,9 +600,9 @@ def _markdown(
     lines += [
         "",
         "CIs: Student t below 20 volumes, BCa bootstrap from 20, cut to the metric's range. "
-        "Empty masks: Dice/clDice/"
-        "surface Dice 1 when label and prediction are both empty, 0 when one is; HD95 0 and the "
-        "volume diagonal. ECE: per volume, on label ∪ prediction dilated by 2 voxels.",
+        "Empty masks: Dice/clDice/surface Dice 1 when label and prediction are both empty, 0 "
+        "when one is; HD95 0 and the volume diagonal. ECE: per volume, on label ∪ prediction "
+        "dilated by 2 voxels.",
     ]
     folds = sorted({m.fold for m in members})
     losses = sorted({m.loss for m in members})

@@ -124,12 +124,12 @@ def paired_difference_ci(
     b: Sequence[float],
     n_boot: int = N_BOOTSTRAP,
     seed: int = 0,
-    bounds: tuple[float, float] = (-np.inf, np.inf),
+    metric_bounds: tuple[float, float] = (-np.inf, np.inf),
 ) -> CI:
-    """CI of ``mean(a - b)`` over volumes where both are finite (paired by volume); ``bounds``
-    is the metric's range, so the difference's is ``[lo - hi, hi - lo]``."""
+    """CI of ``mean(a - b)`` over volumes where both are finite (paired by volume), cut to the
+    differences the metric's range ``metric_bounds = (lo, hi)`` allows: ``[lo - hi, hi - lo]``."""
     x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
     keep = np.isfinite(x) & np.isfinite(y)
-    lo, hi = bounds
+    lo, hi = metric_bounds
     diff = bootstrap_ci((x - y)[keep], n_boot=n_boot, seed=seed, bounds=(lo - hi, hi - lo))
     return diff.model_copy(update={"n_total": int(x.size)})

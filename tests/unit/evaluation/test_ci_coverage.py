@@ -73,7 +73,7 @@ def test_a_t_interval_stays_inside_the_metrics_range() -> None:
 def test_a_paired_difference_stays_inside_the_differences_range() -> None:
     a, b = [1.0, 1.0, 0.05, 1.0], [0.0, 0.0, 0.0, 0.0]
     assert paired_difference_ci(a, b).hi > 1.0
-    cut = paired_difference_ci(a, b, bounds=(0.0, 1.0))
+    cut = paired_difference_ci(a, b, metric_bounds=(0.0, 1.0))
     assert cut.hi == 1.0 and cut.lo == paired_difference_ci(a, b).lo
 
 
